@@ -1,0 +1,98 @@
+package keycache
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+)
+
+// Query names the keys wanted.
+type Query struct {
+	// Issuer is the issuer exactly as configured in pg_hba.conf.
+	Issuer string
+	// DiscoveryURL overrides where the discovery document is fetched
+	// ("" = Issuer + "/.well-known/openid-configuration"). The document's
+	// "issuer" member must still equal Issuer.
+	DiscoveryURL string
+	// JWKSURI, when set, is used directly and discovery is skipped.
+	JWKSURI string
+	// MissingKID, when set, says the token's kid is absent from the keys
+	// last returned: the cache refetches the JWKS unless a refetch for this
+	// issuer happened (in any backend) less than Config.KIDRefetchInterval ago.
+	MissingKID string
+}
+
+// Keys is an issuer's key set as served by the cache.
+type Keys struct {
+	// Set holds the JWKS as fetched (all keys; the caller filters by use/alg).
+	Set jwk.Set
+	// FetchedAt is when the JWKS was fetched from the identity provider.
+	FetchedAt time.Time
+	// Stale is true when the keys are last-known-good served because a
+	// refresh failed; StaleCause says why (no secrets in it).
+	Stale      bool
+	StaleCause string
+	// Fetched is true when this call fetched from the network (for tests
+	// and logs: a warm cache must not).
+	Fetched bool
+}
+
+// Source is what the validator needs from a key cache.
+type Source interface {
+	Keys(ctx context.Context, q Query) (Keys, error)
+}
+
+// Errors a Source returns; match with errors.Is.
+var (
+	// ErrUnavailable: the identity provider could not be reached or
+	// answered badly, and no usable cached keys exist (cold cache, or
+	// older than the maximum staleness).
+	ErrUnavailable = errors.New("identity provider unavailable")
+	// ErrDiscoveryMismatch: the discovery document names another issuer.
+	ErrDiscoveryMismatch = errors.New("discovery document issuer mismatch")
+	// ErrInsecureCache: the cache directory or a file in it is not owned
+	// by this OS user or is writable by others; it is never used.
+	ErrInsecureCache = errors.New("insecure key cache")
+	// ErrTooLarge: a response exceeded the size bound.
+	ErrTooLarge = errors.New("response too large")
+	// ErrInsecureURL: an http:// URL where https is required.
+	ErrInsecureURL = errors.New("insecure url")
+)
+
+// Config configures a Cache. Zero durations mean the documented defaults.
+type Config struct {
+	// Dir is the cache directory shared by all backends of one server. It
+	// must be owned by the current OS user and not writable by group or
+	// others; it is created 0700 when missing.
+	Dir string
+	// RefreshInterval: cached discovery documents and JWKS younger than
+	// this are used without any network request (default 5 min).
+	RefreshInterval time.Duration
+	// MaxStale: when a refresh fails, keys up to this old (since FetchedAt)
+	// are still served, marked Stale (default 1 h).
+	MaxStale time.Duration
+	// KIDRefetchInterval: the minimum time between two unknown-kid refetches
+	// of one issuer's JWKS, server-wide (default 60 s).
+	KIDRefetchInterval time.Duration
+	// RetryInterval: after a failed fetch, no backend retries that URL for
+	// this long; they serve the last-known-good copy (or ErrUnavailable)
+	// with the recorded cause instead, so an identity provider that hangs
+	// costs one timeout per interval for the whole server, not one per
+	// login (default 10 s).
+	RetryInterval time.Duration
+	// HTTPClient does every fetch; its Timeout bounds each request. Nil
+	// means NewHTTPClient(10*time.Second, "", ""). The cache uses a copy
+	// whose redirect check also applies the https rule below.
+	HTTPClient *http.Client
+	// MaxBodyBytes bounds every response body (default 1 MiB).
+	MaxBodyBytes int64
+	// RequireHTTPS refuses every http:// URL. When false, http:// is
+	// allowed for loopback hosts only (127.0.0.0/8, ::1, localhost), for
+	// tests and same-host identity providers; other hosts always need https.
+	RequireHTTPS bool
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
