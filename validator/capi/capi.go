@@ -1,0 +1,299 @@
+// Command capi is the cgo export layer of oauth_jwt, built with
+// -buildmode=c-archive and linked into oauth_jwt.so by the C shim
+// (cshim/oauth_jwt.c). It only converts between C and Go and runs the
+// validator off the caller's thread; every rule lives in package validator.
+//
+// Protocol (all calls made by the shim with asynchronous signals blocked):
+//
+//	h = OjwBegin(..., &fd, &r)
+//	  h == 0: finished synchronously, r holds the result.
+//	  h  > 0: pending; the shim waits (interruptibly, signals unblocked)
+//	          until fd is readable, then calls OjwFinish(h, &r).
+//	  h  < 0: failed; r holds an internal error.
+//	OjwFreeResult(&r) releases what Go allocated in r (with C malloc).
+//
+// Nothing here may panic into C: every export and every goroutine recovers,
+// and a recovered panic becomes an internal error, never "authorized".
+package main
+
+/*
+#include <stdlib.h>
+
+#define OJW_LEVEL_DEBUG 0
+#define OJW_LEVEL_LOG 1
+#define OJW_LEVEL_WARNING 2
+
+typedef struct OjwLog
+{
+	int		level;
+	char   *message;
+	char   *detail;
+} OjwLog;
+
+typedef struct OjwResult
+{
+	int		authorized;
+	int		internal_error;
+	char   *authn_id;
+	char   *reason;
+	int		nlogs;
+	OjwLog *logs;
+} OjwResult;
+*/
+import "C"
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/oauth-jwt/oauth_jwt/validator"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// syncWait is how long OjwBegin waits for a verdict before handing the
+	// shim a file descriptor. A warm-cache validation needs no network and
+	// finishes well within it; signals stay blocked at most this long.
+	syncWait = 2 * time.Millisecond
+	// maxProcs bounds the runtime's parallelism inside one backend.
+	maxProcs = 2
+	// memoryLimit is a soft heap limit for the runtime in one backend.
+	memoryLimit = 64 << 20
+)
+
+func init() {
+	// Configuration is explicit: the environment does not reach a backend.
+	if runtime.NumCPU() > maxProcs {
+		runtime.GOMAXPROCS(maxProcs)
+	}
+	debug.SetMemoryLimit(memoryLimit)
+}
+
+// outcome is a finished validation.
+type outcome struct {
+	res validator.Result
+	err error
+}
+
+// pending is a validation running in a goroutine.
+type pending struct {
+	done   chan struct{}
+	out    outcome
+	rfd    int
+	wfd    int
+	cancel context.CancelFunc
+}
+
+var (
+	mu       sync.Mutex
+	next     int64
+	inflight = map[int64]*pending{}
+)
+
+// OjwBegin starts validating one token. See the package comment.
+//
+//export OjwBegin
+func OjwBegin(token, issuer, scope, role *C.char, delegate C.int,
+	names, values **C.char, n C.int, fd *C.int, r *C.OjwResult) (h C.longlong) {
+	defer func() {
+		if p := recover(); p != nil {
+			fillInternal(r, fmt.Sprintf("panic while starting validation: %v", p))
+			h = -1
+		}
+	}()
+
+	// Copy everything out of C memory before returning.
+	req := validator.Request{
+		Token:    C.GoString(token),
+		Issuer:   C.GoString(issuer),
+		Scope:    C.GoString(scope),
+		Role:     C.GoString(role),
+		Delegate: delegate != 0,
+	}
+	settings := make(validator.Settings, int(n))
+	nameSlice := unsafe.Slice(names, int(n))
+	valueSlice := unsafe.Slice(values, int(n))
+	for i := range nameSlice {
+		settings[C.GoString(nameSlice[i])] = C.GoString(valueSlice[i])
+	}
+	testHookBegin(req)
+
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		fillInternal(r, "cannot create a pipe: "+err.Error())
+		return -1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), overallTimeout(settings))
+	pd := &pending{done: make(chan struct{}), rfd: p[0], wfd: p[1], cancel: cancel}
+	go run(ctx, pd, settings, req)
+
+	select {
+	case <-pd.done:
+		finish(pd, r)
+		return 0
+	case <-time.After(syncWait):
+	}
+	mu.Lock()
+	next++
+	id := next
+	inflight[id] = pd
+	mu.Unlock()
+	*fd = C.int(pd.rfd)
+	return C.longlong(id)
+}
+
+// OjwFinish collects the result of a pending validation whose descriptor
+// became readable. It always fills r; on any inconsistency with an internal
+// error. It returns 0 on success.
+//
+//export OjwFinish
+func OjwFinish(h C.longlong, r *C.OjwResult) (rc C.int) {
+	defer func() {
+		if p := recover(); p != nil {
+			fillInternal(r, fmt.Sprintf("panic while collecting the result: %v", p))
+			rc = 1
+		}
+	}()
+	mu.Lock()
+	pd := inflight[int64(h)]
+	delete(inflight, int64(h))
+	mu.Unlock()
+	if pd == nil {
+		fillInternal(r, "no validation is pending under this handle")
+		return 1
+	}
+	select {
+	case <-pd.done:
+	default:
+		// The shim waits for the descriptor, which is written only after
+		// done is closed; this cannot happen unless the protocol is broken.
+		fillInternal(r, "validation result collected before it was ready")
+		return 1
+	}
+	finish(pd, r)
+	return 0
+}
+
+// OjwFreeResult frees what Go allocated in r and zeroes it.
+//
+//export OjwFreeResult
+func OjwFreeResult(r *C.OjwResult) {
+	defer func() { _ = recover() }()
+	if r == nil {
+		return
+	}
+	C.free(unsafe.Pointer(r.authn_id))
+	C.free(unsafe.Pointer(r.reason))
+	if r.logs != nil {
+		logs := unsafe.Slice(r.logs, int(r.nlogs))
+		for i := range logs {
+			C.free(unsafe.Pointer(logs[i].message))
+			C.free(unsafe.Pointer(logs[i].detail))
+		}
+		C.free(unsafe.Pointer(r.logs))
+	}
+	*r = C.OjwResult{}
+}
+
+// run validates in its own goroutine and signals completion on the pipe.
+func run(ctx context.Context, pd *pending, settings validator.Settings, req validator.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			pd.out = outcome{err: fmt.Errorf("panic during validation: %v", p)}
+		}
+		pd.cancel()
+		close(pd.done)
+		_, _ = unix.Write(pd.wfd, []byte{1})
+	}()
+	testHookRun(req)
+	v, err := validator.New(settings)
+	if err != nil {
+		pd.out = outcome{err: err}
+		return
+	}
+	res, err := v.Validate(ctx, req)
+	pd.out = outcome{res: res, err: err}
+}
+
+// finish copies the outcome into r and releases the pipe.
+func finish(pd *pending, r *C.OjwResult) {
+	unix.Close(pd.rfd)
+	unix.Close(pd.wfd)
+	res := pd.out.res
+	if pd.out.err != nil {
+		// Keep what the validator explained, then say why it failed.
+		res.Authorized = false
+		res.Logs = append(res.Logs, validator.LogRecord{
+			Level:   validator.LevelLog,
+			Message: "validator failed",
+			Detail:  capitalize(pd.out.err.Error()) + ".",
+		})
+		if res.Reason == "" || res.Reason == validator.ReasonOK {
+			res.Reason = validator.ReasonInternal
+		}
+	}
+	fill(r, res, pd.out.err != nil)
+}
+
+func fillInternal(r *C.OjwResult, why string) {
+	fill(r, validator.Result{
+		Reason: validator.ReasonInternal,
+		Logs: []validator.LogRecord{{
+			Level:   validator.LevelLog,
+			Message: "validator failed",
+			Detail:  capitalize(why) + ".",
+		}},
+	}, true)
+}
+
+func fill(r *C.OjwResult, res validator.Result, internal bool) {
+	OjwFreeResult(r)
+	r.authorized = boolInt(res.Authorized && !internal)
+	r.internal_error = boolInt(internal)
+	if res.AuthnID != "" {
+		r.authn_id = C.CString(res.AuthnID)
+	}
+	r.reason = C.CString(string(res.Reason))
+	if len(res.Logs) == 0 {
+		return
+	}
+	size := C.size_t(len(res.Logs)) * C.size_t(unsafe.Sizeof(C.OjwLog{}))
+	r.logs = (*C.OjwLog)(C.calloc(1, size))
+	r.nlogs = C.int(len(res.Logs))
+	logs := unsafe.Slice(r.logs, len(res.Logs))
+	for i, l := range res.Logs {
+		logs[i].level = C.int(l.Level)
+		logs[i].message = C.CString(l.Message)
+		logs[i].detail = C.CString(l.Detail)
+	}
+}
+
+// overallTimeout bounds a whole validation by authentication_timeout.
+func overallTimeout(s validator.Settings) time.Duration {
+	if secs, err := strconv.Atoi(s["server.authentication_timeout"]); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	return time.Minute
+}
+
+func boolInt(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func capitalize(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}
+
+func main() {}
