@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
+	"github.com/oauth-jwt/oauth_jwt/test/testidp"
 )
 
 // Roles that trigger faults in test builds (validator/capi/hooks_on.go).
@@ -202,5 +203,56 @@ func TestPreloadRefused(t *testing.T) {
 		if !strings.Contains(log, want) {
 			t.Errorf("server log lacks %q:\n%s", want, log)
 		}
+	}
+}
+
+// A backend whose validation waits on an identity provider that never
+// answers (cold key cache) still obeys terminate and cancel at once, well
+// before the HTTP timeout or authentication_timeout would end it.
+func TestHangingIdentityProviderInterruptible(t *testing.T) {
+	e := newIdPEnv(t, "alice")
+	e.PG.SetConf(baseConf(map[string]string{
+		"oauth_jwt.role_from_identity": "on",
+		"oauth_jwt.http_timeout":       "'50s'", // only the signal may end the wait
+	}))
+	e.IdP.SetMode(testidp.ModeHang)
+	tok := e.token(t, "alice", nil)
+
+	for _, tc := range []struct{ name, act, logged string }{
+		{"pg_terminate_backend", "select pg_terminate_backend(%d)", "FATAL:  canceling authentication due to timeout"},
+		{"pg_cancel_backend", "select pg_cancel_backend(%d)", "FATAL:  canceling statement due to user request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mark := e.PG.LogMark()
+			before := e.IdP.Requests(testidp.PathDiscovery)
+			done := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+				defer cancel()
+				conn, err := e.PG.ConnectOAuth(ctx, "alice", tok)
+				if err == nil {
+					conn.Close(ctx)
+					done <- fmt.Errorf("login succeeded against a hanging identity provider")
+					return
+				}
+				done <- nil
+			}()
+			pid := waitForValidatingBackend(t, e.PG)
+			// Be sure the backend is really inside an HTTP request.
+			for e.IdP.Requests(testidp.PathDiscovery) == before {
+				time.Sleep(5 * time.Millisecond)
+			}
+			admin := e.PG.Admin(context.Background())
+			if _, err := admin.Exec(context.Background(), fmt.Sprintf(tc.act, pid)); err != nil {
+				t.Fatal(err)
+			}
+			admin.Close(context.Background())
+			took := processGone(t, pid, time.Second)
+			t.Logf("%s: backend %d waiting on a hanging identity provider gone after %v", tc.name, pid, took.Round(time.Millisecond))
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			e.PG.WaitLog(mark, fmt.Sprintf("[%d] alice@postgres %s", pid, tc.logged))
+		})
 	}
 }

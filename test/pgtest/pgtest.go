@@ -94,6 +94,9 @@ type Options struct {
 	Conf []string
 	// NoStart leaves the cluster initialised but stopped.
 	NoStart bool
+	// Production loads the installable oauth_jwt.so (no test triggers)
+	// instead of the test build; benchmarks use it.
+	Production bool
 }
 
 // New creates a cluster (initdb) and starts it unless opts.NoStart.
@@ -113,7 +116,11 @@ func New(t testing.TB, opts Options) *Cluster {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"oauth_jwt.so", "oauth_noop.so"} {
-		copyFile(t, filepath.Join(e.ModuleDir, f), filepath.Join(libDir, f))
+		from := filepath.Join(e.ModuleDir, f)
+		if opts.Production && f == "oauth_jwt.so" {
+			from = filepath.Join(e.BuildDir, "..", f)
+		}
+		copyFile(t, from, filepath.Join(libDir, f))
 	}
 	chownToServerUser(t, dir)
 	t.Cleanup(func() {
@@ -394,7 +401,18 @@ func copyFile(t testing.TB, from, to string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(to, b, 0o755); err != nil {
+	// Write and fsync: page-cache pages not yet written back would count
+	// as Private_Dirty in every backend that maps the library, and distort
+	// memory measurements.
+	f, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
 }

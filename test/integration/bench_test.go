@@ -1,0 +1,160 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
+	"github.com/oauth-jwt/oauth_jwt/test/testidp"
+)
+
+// BenchmarkConnectionLatency measures the cost of a login, in one run and
+// interleaved round-robin so machine drift hits every kind alike:
+// trust, scram-sha-256, OAuth with the no-op C validator (the floor), and
+// OAuth with oauth_jwt (production build, warm key cache). It also reports
+// each kind's backend private dirty memory and thread count, and how many
+// requests reached the identity provider during the timed run.
+//
+//	make bench   (or: go test -run '^$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/)
+//
+// OJW_BENCH_CONNECTIONS sets the logins per kind (default 200).
+func BenchmarkConnectionLatency(b *testing.B) {
+	n := 200
+	if v, err := strconv.Atoi(os.Getenv("OJW_BENCH_CONNECTIONS")); err == nil && v > 0 {
+		n = v
+	}
+	idp := startIdP(b, testidp.Options{})
+	c := pgtest.New(b, pgtest.Options{Production: true, Conf: []string{
+		"oauth_validator_libraries = 'oauth_jwt, oauth_noop'",
+		"log_connections = ''",
+		"password_encryption = 'scram-sha-256'",
+	}})
+	c.SetConf(baseConf(map[string]string{"oauth_jwt.role_from_identity": "on"}))
+	iss := idp.Issuer()
+	// pg_hba matches by user: give each kind its own line.
+	c.SetHBA(
+		"host all bench_trust 127.0.0.1/32 trust",
+		"host all bench_scram 127.0.0.1/32 scram-sha-256",
+		fmt.Sprintf(`host all bench_noop 127.0.0.1/32 oauth issuer="%s" scope="openid" validator=oauth_noop delegate_ident_mapping=1`, iss),
+		fmt.Sprintf(`host all bench_jwt 127.0.0.1/32 oauth issuer="%s" scope="openid" validator=oauth_jwt delegate_ident_mapping=1`, iss),
+	)
+	c.Exec("create role bench_trust login", "create role bench_scram login password 'bench-password'",
+		"create role bench_noop login", "create role bench_jwt login")
+
+	tok, err := idp.Mint(map[string]any{"sub": "bench_jwt", "aud": testAudience, "azp": "psql", "scope": "openid",
+		"exp": time.Now().Add(time.Hour).Unix()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	kinds := []struct {
+		name string
+		cfg  *pgx.ConnConfig
+	}{
+		{"trust", tcpConfig(b, c, "bench_trust", "")},
+		{"scram-sha-256", tcpConfig(b, c, "bench_scram", "bench-password")},
+		{"oauth no-op (C)", c.OAuthConfig("bench_noop", "opaque-token")},
+		{"oauth_jwt", c.OAuthConfig("bench_jwt", tok)},
+	}
+	ctx := context.Background()
+
+	// Warm up every kind once (this fills oauth_jwt's key cache), then hold
+	// one connection of each kind open to read its backend's memory.
+	mem := map[string]string{}
+	for _, k := range kinds {
+		conn, err := pgx.ConnectConfig(ctx, k.cfg)
+		if err != nil {
+			b.Fatalf("%s: %v\n%s", k.name, err, c.LogTail(10))
+		}
+		var pid int
+		if err := conn.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
+			b.Fatal(err)
+		}
+		mem[k.name] = backendMemory(b, pid)
+		conn.Close(ctx)
+	}
+
+	idp.ResetCounts()
+	lat := make([][]time.Duration, len(kinds))
+	b.ResetTimer()
+	for i := 0; i < n; i++ {
+		for j, k := range kinds {
+			start := time.Now()
+			conn, err := pgx.ConnectConfig(ctx, k.cfg)
+			d := time.Since(start)
+			if err != nil {
+				b.Fatalf("%s login %d: %v", k.name, i, err)
+			}
+			conn.Close(ctx)
+			lat[j] = append(lat[j], d)
+		}
+	}
+	b.StopTimer()
+	idpRequests := idp.Requests(testidp.PathDiscovery) + idp.Requests(testidp.PathJWKS)
+
+	var table strings.Builder
+	fmt.Fprintf(&table, "| login | p50 ms | p99 ms | p50 vs no-op | backend private dirty | threads |\n|---|---|---|---|---|---|\n")
+	p50 := map[string]time.Duration{}
+	for j, k := range kinds {
+		s := lat[j]
+		sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
+		p50[k.name] = s[len(s)/2]
+	}
+	for j, k := range kinds {
+		s := lat[j]
+		q50, q99 := s[len(s)/2], s[len(s)*99/100]
+		ratio := float64(q50) / float64(p50["oauth no-op (C)"])
+		fmt.Fprintf(&table, "| %s | %.2f | %.2f | %.2f× | %s |\n", k.name, ms(q50), ms(q99), ratio, mem[k.name])
+		metric := strings.NewReplacer(" ", "_", "(", "", ")", "", "-", "_").Replace(k.name)
+		b.ReportMetric(ms(q50), metric+"_p50_ms")
+		b.ReportMetric(ms(q99), metric+"_p99_ms")
+	}
+	b.ReportMetric(float64(p50["oauth_jwt"])/float64(p50["oauth no-op (C)"]), "jwt/noop_p50")
+	b.ReportMetric(float64(idpRequests), "idp_requests")
+	fmt.Fprintf(&table, "\n%d logins per kind, interleaved; identity-provider requests during the timed run: %d.\n", n, idpRequests)
+	b.Logf("\n%s", table.String())
+	if out := os.Getenv("OJW_BENCH_OUT"); out != "" {
+		_ = os.MkdirAll(filepath.Dir(out), 0o755)
+		_ = os.WriteFile(out, []byte(table.String()), 0o644)
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// tcpConfig is a password (or trust) login over TCP.
+func tcpConfig(b testing.TB, c *pgtest.Cluster, user, password string) *pgx.ConnConfig {
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=postgres sslmode=disable", c.Port, user))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.Password = password
+	return cfg
+}
+
+// backendMemory reads a backend's private dirty memory and thread count.
+func backendMemory(t testing.TB, pid int) string {
+	t.Helper()
+	var dirty, threads string
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Private_Dirty:"); ok {
+				dirty = strings.TrimSpace(v)
+			}
+		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+				threads = strings.TrimSpace(v)
+			}
+		}
+	}
+	return dirty + " | " + threads
+}
