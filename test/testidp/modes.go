@@ -109,6 +109,12 @@ func (p *IdP) handle(w http.ResponseWriter, r *http.Request) {
 		ep = endpointDiscovery
 	case p.realm + PathJWKS:
 		ep = endpointJWKS
+	case p.realm + pathDevice:
+		p.handleDevice(w, r, false)
+		return
+	case p.realm + pathToken:
+		p.handleDevice(w, r, true)
+		return
 	default:
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found"})
 		return

@@ -36,7 +36,7 @@ const (
 )
 
 // Keycloak endpoint paths relative to the issuer, named in the discovery
-// document but not served.
+// document; the device and token endpoints serve the device flow only.
 const (
 	pathAuth     = "/protocol/openid-connect/auth"
 	pathToken    = "/protocol/openid-connect/token"
@@ -103,6 +103,9 @@ type IdP struct {
 	keys     []*keyEntry // every key made, in order of creation
 	active   string      // kid of the signing key
 	encKID   string      // kid of the "use":"enc" key
+
+	deviceClaims map[string]any // claims of device-flow tokens
+	deviceSeq    int64          // device codes handed out (atomic)
 }
 
 // Start makes the keys, listens on a loopback port and serves until Close.
