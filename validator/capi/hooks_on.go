@@ -10,8 +10,8 @@ import "github.com/oauth-jwt/oauth_jwt/validator"
 // shim's wait stays interruptible. Production builds never contain these.
 const (
 	rolePanicBegin = "ojw_test_panic_begin" // panic in the export itself
-	rolePanicRun    = "ojw_test_panic"       // panic in the validation goroutine
-	roleBlockRun    = "ojw_test_block"       // validation never finishes
+	rolePanicRun   = "ojw_test_panic"       // panic in the validation goroutine
+	roleBlockRun   = "ojw_test_block"       // validation never finishes
 )
 
 func testHookBegin(req validator.Request) {
