@@ -36,7 +36,9 @@ type Keys struct {
 	Stale      bool
 	StaleCause string
 	// Fetched is true when this call fetched from the network (for tests
-	// and logs: a warm cache must not).
+	// and logs: a warm cache must not): it fetched the discovery document
+	// or the JWKS successfully itself, rather than reading what it or
+	// another backend had stored.
 	Fetched bool
 }
 

@@ -1,0 +1,441 @@
+package keycache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultRefreshInterval    = 5 * time.Minute
+	DefaultMaxStale           = time.Hour
+	DefaultKIDRefetchInterval = 60 * time.Second
+	DefaultRetryInterval      = 10 * time.Second
+	DefaultMaxBodyBytes       = 1 << 20
+	DefaultHTTPTimeout        = 10 * time.Second
+)
+
+// Polling of a busy lock: start short (a fetch on loopback takes a few
+// milliseconds), back off to lockPollMax.
+const (
+	lockPollMin = 2 * time.Millisecond
+	lockPollMax = 50 * time.Millisecond
+)
+
+// Cache is a Source that keeps discovery documents and JWK sets in files
+// shared by all processes that use the same directory. It is safe for
+// concurrent use.
+type Cache struct {
+	dir          string
+	refresh      time.Duration
+	maxStale     time.Duration
+	kidInterval  time.Duration
+	retry        time.Duration
+	maxBody      int64
+	requireHTTPS bool
+	now          func() time.Time
+	client       *http.Client
+
+	mu      sync.Mutex
+	running map[string]chan struct{} // in-process single flight, by entry name
+}
+
+var _ Source = (*Cache)(nil)
+
+// New returns a Cache configured by cfg, creating cfg.Dir (mode 0700) when
+// it is missing. It fails with ErrInsecureCache when the directory is not
+// safe to use.
+func New(cfg Config) (*Cache, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("keycache: no cache directory configured")
+	}
+	if !filepath.IsAbs(cfg.Dir) {
+		return nil, fmt.Errorf("keycache: cache directory %q is not an absolute path", cfg.Dir)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"RefreshInterval", cfg.RefreshInterval},
+		{"MaxStale", cfg.MaxStale},
+		{"KIDRefetchInterval", cfg.KIDRefetchInterval},
+		{"RetryInterval", cfg.RetryInterval},
+	} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("keycache: %s is negative", d.name)
+		}
+	}
+	if cfg.MaxBodyBytes < 0 {
+		return nil, errors.New("keycache: MaxBodyBytes is negative")
+	}
+	c := &Cache{
+		dir:          filepath.Clean(cfg.Dir),
+		refresh:      orDefault(cfg.RefreshInterval, DefaultRefreshInterval),
+		maxStale:     orDefault(cfg.MaxStale, DefaultMaxStale),
+		kidInterval:  orDefault(cfg.KIDRefetchInterval, DefaultKIDRefetchInterval),
+		retry:        orDefault(cfg.RetryInterval, DefaultRetryInterval),
+		maxBody:      cfg.MaxBodyBytes,
+		requireHTTPS: cfg.RequireHTTPS,
+		now:          cfg.Now,
+		running:      make(map[string]chan struct{}),
+	}
+	if c.maxBody == 0 {
+		c.maxBody = DefaultMaxBodyBytes
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	base := cfg.HTTPClient
+	if base == nil {
+		var err error
+		if base, err = NewHTTPClient(DefaultHTTPTimeout, "", ""); err != nil {
+			return nil, err
+		}
+	}
+	// A copy, so that redirects also obey the https rule.
+	client := *base
+	next := base.CheckRedirect
+	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := c.checkParsedURL(req.URL); err != nil {
+			return fmt.Errorf("redirect refused: %w", err)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	c.client = &client
+	if err := c.prepareDir(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// spec says which document get wants and how to check it.
+type spec struct {
+	kind       string // kindDiscovery or kindJWKS
+	issuer     string
+	url        string
+	missingKID string // jwks only
+	parse      func(body []byte) (any, error)
+}
+
+// result is a document as get serves it.
+type result struct {
+	value     any // jwks_uri string or jwk.Set
+	fetchedAt time.Time
+	fetched   bool // this call fetched it
+	stale     bool
+	cause     string
+}
+
+// loaded is an entry as read from disk.
+type loaded struct {
+	file  *entryFile // nil: absent or corrupt
+	value any        // parsed body; nil when the entry has none
+}
+
+// Keys returns the key set of q.Issuer, from the cache when fresh enough,
+// otherwise from the identity provider (discovery first unless q.JWKSURI is
+// set). See the package documentation for the rules. Errors match
+// ErrUnavailable, ErrDiscoveryMismatch, ErrInsecureCache, ErrTooLarge and
+// ErrInsecureURL with errors.Is; any other error is an internal failure.
+func (c *Cache) Keys(ctx context.Context, q Query) (keys Keys, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			keys, err = Keys{}, fmt.Errorf("keycache: internal error: %v", r)
+		}
+	}()
+	if q.Issuer == "" {
+		return Keys{}, errors.New("keycache: no issuer given")
+	}
+	if err := c.prepareDir(); err != nil {
+		return Keys{}, err
+	}
+	var causes []string
+	jwksURL := q.JWKSURI
+	if jwksURL == "" {
+		docURL := q.DiscoveryURL
+		if docURL == "" {
+			// OpenID Connect Discovery 1.0 §4: remove a terminating "/"
+			// before appending the well-known path.
+			docURL = strings.TrimSuffix(q.Issuer, "/") + "/.well-known/openid-configuration"
+		}
+		if err := c.checkURL(docURL); err != nil {
+			return Keys{}, fmt.Errorf("keycache: discovery URL: %w", err)
+		}
+		res, err := c.get(ctx, spec{
+			kind: kindDiscovery, issuer: q.Issuer, url: docURL,
+			parse: func(b []byte) (any, error) { return c.parseDiscovery(q.Issuer, docURL, b) },
+		})
+		if err != nil {
+			return Keys{}, err
+		}
+		jwksURL = res.value.(string)
+		keys.Fetched = res.fetched
+		if res.stale {
+			causes = append(causes, res.cause)
+		}
+	} else if err := c.checkURL(jwksURL); err != nil {
+		return Keys{}, fmt.Errorf("keycache: JWKS URL: %w", err)
+	}
+	res, err := c.get(ctx, spec{
+		kind: kindJWKS, issuer: q.Issuer, url: jwksURL, missingKID: q.MissingKID,
+		parse: func(b []byte) (any, error) { return parseJWKS(jwksURL, b) },
+	})
+	if err != nil {
+		return Keys{}, err
+	}
+	keys.Set = res.value.(jwk.Set)
+	keys.FetchedAt = res.fetchedAt
+	keys.Fetched = keys.Fetched || res.fetched
+	if res.stale {
+		causes = append(causes, res.cause)
+	}
+	if len(causes) > 0 {
+		keys.Stale = true
+		keys.StaleCause = strings.Join(causes, "; ")
+	}
+	return keys, nil
+}
+
+// get serves the document s names: from disk when fresh enough, else
+// fetched by exactly one goroutine of one process at a time (the others
+// wait, then read what it wrote).
+func (c *Cache) get(ctx context.Context, s spec) (result, error) {
+	name := entryName(s.kind, s.issuer, s.url)
+	delay := lockPollMin
+	for {
+		cur, err := c.load(name, s)
+		if err != nil {
+			return result{}, err
+		}
+		if now := c.now(); !c.needFetch(cur, s, now) {
+			return c.serve(cur, s, now, nil)
+		}
+		if release, ok := c.tryAcquire(name); ok {
+			unlock, locked, err := c.tryLock(name)
+			if err != nil {
+				release()
+				return result{}, err
+			}
+			if locked {
+				res, err := c.fetchLocked(ctx, name, s)
+				unlock()
+				release()
+				return res, err
+			}
+			release()
+		}
+		if err := sleepCtx(ctx, delay+rand.N(delay)); err != nil {
+			return result{}, fmt.Errorf("%w: waiting for another backend's fetch of %s: %w",
+				ErrUnavailable, redactString(s.url), err)
+		}
+		delay = min(2*delay, lockPollMax)
+	}
+}
+
+// tryAcquire is the in-process half of the single flight: one goroutine per
+// entry name at a time.
+func (c *Cache) tryAcquire(name string) (release func(), ok bool) {
+	c.mu.Lock()
+	ch, found := c.running[name]
+	if !found {
+		ch = make(chan struct{}, 1)
+		c.running[name] = ch
+	}
+	c.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, true
+	default:
+		return nil, false
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// load reads and parses the entry name; a corrupt entry, one that does not
+// match s, or one whose body no longer parses is absent.
+func (c *Cache) load(name string, s spec) (loaded, error) {
+	if err := c.prepareDir(); err != nil {
+		return loaded{}, err
+	}
+	f, err := c.readEntry(name)
+	if err != nil || f == nil {
+		return loaded{}, err
+	}
+	if f.Version != entryVersion || f.Kind != s.kind || f.Issuer != s.issuer || f.URL != s.url {
+		return loaded{}, nil
+	}
+	if len(f.Body) == 0 {
+		if f.FetchedAt.IsZero() {
+			return loaded{file: f}, nil // failure record only
+		}
+		return loaded{}, nil
+	}
+	v, err := s.parse(f.Body)
+	if err != nil {
+		return loaded{}, nil
+	}
+	return loaded{file: f, value: v}, nil
+}
+
+// recent reports whether t is set and at most d before now.
+func recent(t, now time.Time, d time.Duration) bool {
+	age := now.Sub(t)
+	return !t.IsZero() && age >= 0 && age < d
+}
+
+// needFetch decides whether the entry must be (re)fetched now.
+func (c *Cache) needFetch(cur loaded, s spec, now time.Time) bool {
+	f := cur.file
+	if f == nil {
+		return true
+	}
+	failedRecently := f.LastError != "" && recent(f.AttemptedAt, now, c.retry)
+	if cur.value == nil {
+		return !failedRecently
+	}
+	if recent(f.FetchedAt, now, c.refresh) {
+		if s.missingKID != "" && !hasKID(cur.value, s.missingKID) {
+			return !recent(f.AttemptedAt, now, c.kidInterval)
+		}
+		return false
+	}
+	return !failedRecently
+}
+
+func hasKID(v any, kid string) bool {
+	set, ok := v.(jwk.Set)
+	if !ok {
+		return true
+	}
+	_, found := set.LookupKeyID(kid)
+	return found
+}
+
+// serve returns what the entry can give at now: fresh, stale (within
+// MaxStale) or ErrUnavailable. cause is this call's fetch error, if any;
+// otherwise the recorded one is used.
+func (c *Cache) serve(cur loaded, s spec, now time.Time, cause error) (result, error) {
+	f := cur.file
+	if cause == nil && f != nil && f.LastError != "" {
+		cause = recordedError(f.LastError, f.LastErrorKind)
+	}
+	what := "JWKS"
+	if s.kind == kindDiscovery {
+		what = "discovery document"
+	}
+	if cur.value == nil {
+		if cause == nil {
+			cause = errors.New("no cached copy")
+		}
+		return result{}, fmt.Errorf("%w: no usable %s for issuer %q: %w", ErrUnavailable, what, s.issuer, cause)
+	}
+	res := result{value: cur.value, fetchedAt: f.FetchedAt}
+	age := now.Sub(f.FetchedAt)
+	if age >= 0 && age < c.refresh {
+		if cause != nil && s.missingKID != "" {
+			// Fresh keys, but the unknown-kid refetch failed.
+			res.stale, res.cause = true, shortCause("unknown kid refetch failed", cause)
+		}
+		return res, nil
+	}
+	if age < c.maxStale {
+		if cause == nil {
+			cause = errors.New("refresh failed")
+		}
+		res.stale = true
+		res.cause = shortCause(fmt.Sprintf("%s refresh failed, serving a copy fetched %s ago", what, age.Round(time.Second)), cause)
+		return res, nil
+	}
+	if cause == nil {
+		cause = errors.New("refresh failed")
+	}
+	return result{}, fmt.Errorf("%w: cached %s for issuer %q is %s old, beyond the maximum staleness of %s: %w",
+		ErrUnavailable, what, s.issuer, age.Round(time.Second), c.maxStale, cause)
+}
+
+func shortCause(prefix string, err error) string {
+	return truncate(prefix+": "+err.Error(), maxCause)
+}
+
+// fetchLocked runs with the entry's lock held: re-check (another process
+// may have fetched while we waited), fetch, record the outcome.
+func (c *Cache) fetchLocked(ctx context.Context, name string, s spec) (result, error) {
+	cur, err := c.load(name, s)
+	if err != nil {
+		return result{}, err
+	}
+	if now := c.now(); !c.needFetch(cur, s, now) {
+		return c.serve(cur, s, now, nil)
+	}
+	accept := "application/json"
+	if s.kind == kindJWKS {
+		accept = "application/jwk-set+json, application/json"
+	}
+	body, ferr := c.httpGet(ctx, s.url, accept)
+	var value any
+	if ferr == nil {
+		value, ferr = s.parse(body)
+	}
+	now := c.now()
+	if ferr == nil {
+		e := &entryFile{
+			Version: entryVersion, Kind: s.kind, Issuer: s.issuer, URL: s.url,
+			FetchedAt: now, AttemptedAt: now, Body: body,
+		}
+		if err := c.writeEntry(name, e); err != nil {
+			return result{}, err
+		}
+		return result{value: value, fetchedAt: now, fetched: true}, nil
+	}
+	if ctx.Err() == nil {
+		// The identity provider failed (not our caller's deadline): record
+		// it so that no backend retries before RetryInterval.
+		e := &entryFile{Version: entryVersion, Kind: s.kind, Issuer: s.issuer, URL: s.url}
+		if cur.file != nil && cur.value != nil {
+			e.FetchedAt, e.Body = cur.file.FetchedAt, cur.file.Body
+		}
+		e.AttemptedAt = now
+		e.LastError = truncate(ferr.Error(), maxCause)
+		e.LastErrorKind = errorKind(ferr)
+		if err := c.writeEntry(name, e); err != nil {
+			return result{}, err
+		}
+		cur.file = e
+	}
+	return c.serve(cur, s, now, ferr)
+}

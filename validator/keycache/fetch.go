@@ -1,0 +1,220 @@
+package keycache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+)
+
+// MaxKeys is the largest JWKS the cache accepts.
+const MaxKeys = 100
+
+// maxCause bounds the length of a cause recorded in the cache and returned
+// in Keys.StaleCause.
+const maxCause = 400
+
+// isLoopback reports whether host (without port) is a loopback name or address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkURL refuses URLs that are not absolute http(s) URLs, and http URLs
+// unless RequireHTTPS is off and the host is loopback.
+func (c *Cache) checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" {
+		return fmt.Errorf("%w: %q is not an absolute URL", ErrInsecureURL, truncate(raw, 200))
+	}
+	return c.checkParsedURL(u)
+}
+
+func (c *Cache) checkParsedURL(u *url.URL) error {
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return nil
+	case "http":
+		if !c.requireHTTPS && isLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%w: %s: https is required", ErrInsecureURL, redact(u))
+	default:
+		return fmt.Errorf("%w: %s: unsupported scheme %q", ErrInsecureURL, redact(u), u.Scheme)
+	}
+}
+
+// redact shows a URL without user information, query or fragment, which may
+// carry secrets.
+func redact(u *url.URL) string {
+	v := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
+	return v.String()
+}
+
+func redactString(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return redact(u)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// httpGet fetches rawURL and returns its body: status 200 required, body at
+// most maxBody bytes. Error texts name the URL without secrets.
+func (c *Cache) httpGet(ctx context.Context, rawURL, accept string) ([]byte, error) {
+	shown := redactString(rawURL)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", shown, err)
+	}
+	req.Header.Set("Accept", accept)
+	req.Header.Set("User-Agent", "oauth_jwt")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text repeats the full URL
+		}
+		return nil, fmt.Errorf("GET %s: %w", shown, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		return nil, fmt.Errorf("GET %s: status %d %s", shown, resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	if resp.ContentLength > c.maxBody {
+		return nil, fmt.Errorf("GET %s: %w (Content-Length %d, limit %d bytes)", shown, ErrTooLarge, resp.ContentLength, c.maxBody)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: reading the body: %w", shown, err)
+	}
+	if int64(len(body)) > c.maxBody {
+		return nil, fmt.Errorf("GET %s: %w (limit %d bytes)", shown, ErrTooLarge, c.maxBody)
+	}
+	return body, nil
+}
+
+// parseDiscovery checks a discovery document fetched for issuer and returns
+// its jwks_uri.
+func (c *Cache) parseDiscovery(issuer, docURL string, body []byte) (string, error) {
+	shown := redactString(docURL)
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(body, &doc); err != nil || doc == nil {
+		return "", fmt.Errorf("discovery document at %s is not a JSON object", shown)
+	}
+	raw, ok := doc["issuer"]
+	if !ok {
+		return "", fmt.Errorf("%w: the document at %s has no \"issuer\" member", ErrDiscoveryMismatch, shown)
+	}
+	var got string
+	if err := json.Unmarshal(raw, &got); err != nil {
+		return "", fmt.Errorf("%w: the document at %s has a non-string \"issuer\" member", ErrDiscoveryMismatch, shown)
+	}
+	if got != issuer {
+		hint := ""
+		if strings.TrimSuffix(got, "/") == strings.TrimSuffix(issuer, "/") {
+			hint = " (they differ only by a trailing slash)"
+		}
+		return "", fmt.Errorf("%w: the document at %s names issuer %q, not the configured %q%s",
+			ErrDiscoveryMismatch, shown, truncate(got, 200), issuer, hint)
+	}
+	var jwksURI string
+	raw, ok = doc["jwks_uri"]
+	if !ok || json.Unmarshal(raw, &jwksURI) != nil || jwksURI == "" {
+		return "", fmt.Errorf("discovery document at %s has no string \"jwks_uri\" member", shown)
+	}
+	if err := c.checkURL(jwksURI); err != nil {
+		return "", fmt.Errorf("jwks_uri of the discovery document at %s: %w", shown, err)
+	}
+	return jwksURI, nil
+}
+
+// parseJWKS parses a JWK set, refusing an empty set or one of more than
+// MaxKeys keys.
+func parseJWKS(jwksURL string, body []byte) (jwk.Set, error) {
+	shown := redactString(jwksURL)
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+		return nil, fmt.Errorf("JWKS at %s is not a JSON object", shown)
+	}
+	var keys []json.RawMessage
+	if raw, ok := top["keys"]; !ok || json.Unmarshal(raw, &keys) != nil {
+		return nil, fmt.Errorf("JWKS at %s has no \"keys\" array", shown)
+	}
+	switch n := len(keys); {
+	case n == 0:
+		return nil, fmt.Errorf("JWKS at %s contains no keys", shown)
+	case n > MaxKeys:
+		return nil, fmt.Errorf("JWKS at %s contains %d keys, more than %d", shown, n, MaxKeys)
+	}
+	set, err := jwk.Parse(body, jwk.WithMaxKeys(MaxKeys))
+	if err != nil {
+		return nil, fmt.Errorf("JWKS at %s: %s", shown, truncate(err.Error(), 200))
+	}
+	if set.Len() == 0 {
+		return nil, fmt.Errorf("JWKS at %s contains no keys", shown)
+	}
+	return set, nil
+}
+
+// errorKind names the sentinel an error matches, for the cache file.
+func errorKind(err error) string {
+	switch {
+	case errors.Is(err, ErrDiscoveryMismatch):
+		return "discovery_mismatch"
+	case errors.Is(err, ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, ErrInsecureURL):
+		return "insecure_url"
+	}
+	return ""
+}
+
+// recordedError rebuilds an error read from the cache file, wrapping the
+// sentinel its kind names.
+func recordedError(text, kind string) error {
+	var sentinel error
+	switch kind {
+	case "discovery_mismatch":
+		sentinel = ErrDiscoveryMismatch
+	case "too_large":
+		sentinel = ErrTooLarge
+	case "insecure_url":
+		sentinel = ErrInsecureURL
+	}
+	if text == "" {
+		text = "no cached copy"
+	}
+	if sentinel != nil {
+		return &recorded{text: text, sentinel: sentinel}
+	}
+	return errors.New(text)
+}
+
+// recorded is an error read back from the cache: its text as it was
+// recorded, matching the sentinel it matched then.
+type recorded struct {
+	text     string
+	sentinel error
+}
+
+func (r *recorded) Error() string { return r.text }
+func (r *recorded) Unwrap() error { return r.sentinel }

@@ -1,0 +1,233 @@
+package keycache
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+const (
+	entryVersion = 1
+	entrySuffix  = ".json"
+	lockSuffix   = ".lock"
+
+	kindDiscovery = "discovery"
+	kindJWKS      = "jwks"
+)
+
+// entryFile is the on-disk form of one cached document (see the package
+// documentation).
+type entryFile struct {
+	Version   int             `json:"version"`
+	Kind      string          `json:"kind"`
+	Issuer    string          `json:"issuer"`
+	URL       string          `json:"url"`
+	FetchedAt time.Time       `json:"fetched_at,omitzero"`
+	Body      json.RawMessage `json:"body,omitempty"`
+	// AttemptedAt is when the last fetch attempt ended, successful or not.
+	AttemptedAt time.Time `json:"attempted_at,omitzero"`
+	// LastError is why the last attempt failed ("" when it succeeded);
+	// LastErrorKind names the sentinel it matched, so that errors.Is
+	// still works for the processes that read it.
+	LastError     string `json:"last_error,omitempty"`
+	LastErrorKind string `json:"last_error_kind,omitempty"`
+}
+
+// entryName is the file name (without suffix) of the document of this kind
+// for this issuer and URL.
+func entryName(kind, issuer, url string) string {
+	h := sha256.Sum256([]byte(kind + "\x00" + issuer + "\x00" + url))
+	return hex.EncodeToString(h[:])
+}
+
+func insecuref(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInsecureCache}, args...)...)
+}
+
+// checkOwned says whether fi (from Lstat or Fstat of path) may be trusted:
+// of the wanted type, not a symbolic link, owned by the effective user and
+// not writable by group or others.
+func checkOwned(path string, fi fs.FileInfo, wantDir bool) error {
+	mode := fi.Mode()
+	switch {
+	case mode&fs.ModeSymlink != 0:
+		return insecuref("%s is a symbolic link", path)
+	case wantDir && !mode.IsDir():
+		return insecuref("%s is not a directory", path)
+	case !wantDir && !mode.IsRegular():
+		return insecuref("%s is not a regular file", path)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return insecuref("cannot determine the owner of %s", path)
+	}
+	if euid := os.Geteuid(); int64(st.Uid) != int64(euid) {
+		return insecuref("%s is owned by uid %d, not by the server's uid %d", path, st.Uid, euid)
+	}
+	if perm := mode.Perm(); perm&0o022 != 0 {
+		return insecuref("%s is writable by group or others (mode %04o)", path, perm)
+	}
+	return nil
+}
+
+// prepareDir creates the cache directory (0700) when missing and checks it.
+// It runs before every use of the directory.
+func (c *Cache) prepareDir() error {
+	fi, err := os.Lstat(c.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(c.dir, 0o700); err != nil {
+			return fmt.Errorf("keycache: creating the cache directory: %w", err)
+		}
+		fi, err = os.Lstat(c.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("keycache: cache directory: %w", err)
+	}
+	return checkOwned(c.dir, fi, true)
+}
+
+// openChecked opens path without following symbolic links and checks the
+// opened file itself (fstat), so the check and the use cannot race.
+func openChecked(path string, flag int, perm fs.FileMode) (*os.File, error) {
+	fi, err := os.Lstat(path)
+	if err == nil {
+		if err := checkOwned(path, fi, false); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) || flag&os.O_CREATE == 0 {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, perm)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, insecuref("%s is a symbolic link", path)
+		}
+		return nil, err
+	}
+	fi, err = f.Stat()
+	if err == nil {
+		err = checkOwned(path, fi, false)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// readEntry returns the entry stored under name, nil when there is none or
+// it is corrupt (it will be refetched and overwritten), or an error when the
+// file must not be used (ErrInsecureCache) or cannot be read.
+func (c *Cache) readEntry(name string) (*entryFile, error) {
+	path := filepath.Join(c.dir, name+entrySuffix)
+	f, err := openChecked(path, os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		if errors.Is(err, ErrInsecureCache) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("keycache: reading %s: %w", path, err)
+	}
+	defer f.Close()
+	// The body is stored compacted, so the file exceeds it by the metadata.
+	limit := c.maxBody + 64<<10
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("keycache: reading %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, nil // corrupt: larger than anything we write
+	}
+	var e entryFile
+	if err := json.Unmarshal(data, &e); err != nil {
+		return nil, nil // corrupt
+	}
+	return &e, nil
+}
+
+// writeEntry replaces the entry stored under name atomically: a temporary
+// file in the same directory, fsync, rename, fsync of the directory.
+func (c *Cache) writeEntry(name string, e *entryFile) (err error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // keep the body as the provider sent it (compacted)
+	if err := enc.Encode(e); err != nil {
+		return fmt.Errorf("keycache: encoding cache entry: %w", err)
+	}
+	data := buf.Bytes()
+	final := filepath.Join(c.dir, name+entrySuffix)
+	f, err := os.CreateTemp(c.dir, "."+name+".tmp*") // O_EXCL, mode 0600
+	if err != nil {
+		return fmt.Errorf("keycache: writing cache entry: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+			err = fmt.Errorf("keycache: writing %s: %w", final, err)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, final); err != nil {
+		return err
+	}
+	if d, derr := os.Open(c.dir); derr == nil {
+		// Best effort: the rename is already visible to other processes;
+		// this only makes it survive a crash of the machine.
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// tryLock takes the cross-process lock of the entry name without waiting.
+// ok is false when another process (or another goroutine's descriptor)
+// holds it.
+func (c *Cache) tryLock(name string) (unlock func(), ok bool, err error) {
+	path := filepath.Join(c.dir, name+lockSuffix)
+	f, err := openChecked(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		if errors.Is(err, ErrInsecureCache) {
+			return nil, false, err
+		}
+		return nil, false, fmt.Errorf("keycache: opening lock file: %w", err)
+	}
+	fd := int(f.Fd())
+	for {
+		err = syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if err == syscall.EWOULDBLOCK {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("keycache: locking %s: %w", path, err)
+	}
+	return func() {
+		_ = syscall.Flock(fd, syscall.LOCK_UN)
+		f.Close()
+	}, true, nil
+}
