@@ -1,0 +1,288 @@
+// Package validator decides whether a bearer token presented to
+// PostgreSQL 18 through SASL OAUTHBEARER may log in. It is the whole
+// token policy of the oauth_jwt validator module; the C shim and the cgo
+// layer (validator/capi) only carry requests and verdicts, and nothing
+// here knows it runs inside PostgreSQL.
+//
+// It follows RFC 7519 (JSON Web Token), RFC 8725 (JWT Best Current
+// Practices), RFC 9068 (JWT profile for OAuth 2.0 access tokens), RFC 7515
+// and RFC 7517 (JWS and JSON Web Key), and RFC 8414 / OpenID Connect
+// Discovery 1.0 for finding an issuer's keys (through package keycache).
+//
+// # Use
+//
+//	v, err := validator.New(settings)       // settings: oauth_jwt.* without the prefix
+//	res, err := v.Validate(ctx, validator.Request{Token: tok, Issuer: hbaIssuer, Role: role})
+//
+// A nil error with res.Authorized == false is a rejected token;
+// res.Reason says why and res.Logs explain it for the server log. A
+// non-nil error means the module itself cannot judge tokens (a
+// configuration error, an unsafe key cache, a fault): the server logs an
+// internal error and refuses the login.
+//
+// # Order of checks
+//
+// Cheap checks run before any key is looked up or any signature is
+// verified, so a flood of junk tokens costs no network and no public-key
+// operation:
+//
+//  1. parse: size (at most MaxTokenBytes), exactly three base64url
+//     segments (strict: no padding, no white space, canonical encoding),
+//     header and payload each one UTF-8 JSON object, nested at most
+//     MaxJSONDepth deep, with no duplicate member names at any level
+//     (parsers disagree about which duplicate wins);
+//  2. header: alg in allowed_algorithms; no "crit" (or "b64"); no
+//     "jku", "x5u", "jwk" or "x5c" (keys named by the token are never
+//     fetched or trusted); no nested JWT (cty "JWT");
+//  3. token type (below), iss, aud, exp/nbf/iat, client, scopes;
+//  4. keys and signature: kid selects the key in the issuer's JWKS;
+//  5. identity (authn_id) and, with delegate_ident_mapping=1, the role.
+//
+// Within each step the first failing rule gives the reason code.
+//
+// # Keys
+//
+// The kid header selects the key. A key may verify only if its "use" is
+// absent or "sig", its "key_ops" (if present) include "verify", its "alg"
+// (if present) equals the header alg, and its type fits the alg (RSA for
+// RS*/PS*, EC on P-256/P-384/P-521 for ES256/ES384/ES512, OKP Ed25519 for
+// EdDSA). RSA keys shorter than MinRSABits (2048) are refused (weak_key).
+// When no key has the token's kid, the key source is asked once more with
+// Query.MissingKID (it refetches the JWKS unless a refetch happened less
+// than kid_refetch_interval ago, server-wide); if the kid is still
+// unknown the token is refused (unknown_kid). A token without kid is
+// tried only when the key set holds exactly one key usable with its alg.
+// Symmetric algorithms are never accepted, so an "oct" key in a JWKS can
+// never verify anything, and a public key can never be abused as an HMAC
+// secret (RFC 8725 sections 2.1 and 3.1).
+//
+// # Token type
+//
+// Only access tokens may log in. The rules, in order:
+//
+//   - header typ: absent, "JWT" or "at+jwt" (RFC 9068; also with the
+//     "application/" prefix, case-insensitive) are accepted; "id_token"
+//     and similar are ID tokens; anything else (logout+jwt, dpop+jwt...)
+//     is wrong_token_type;
+//   - the "typ" claim, which Keycloak sets: "Bearer" is an access token,
+//     "ID" an ID token, anything else ("Refresh", "Logout"...)
+//     wrong_token_type;
+//   - otherwise, unless header typ is "at+jwt" or the typ claim is
+//     "Bearer", a "nonce", "at_hash" or "c_hash" claim marks an OpenID
+//     Connect ID token: access tokens never carry them.
+//
+// ID tokens are refused (id_token) unless accept_id_tokens is on. What
+// that means per identity provider:
+//
+//   - Keycloak: access tokens have typ claim "Bearer", ID tokens "ID";
+//     the rule is exact.
+//   - Microsoft Entra ID: both kinds have header typ "JWT" and no typ
+//     claim; ID tokens carry "nonce" when the client sent one, and their
+//     aud is the client's application ID, while an access token for your
+//     API has the API's application ID URI or ID as aud. Configure the
+//     API as audience and ID tokens fail aud_mismatch even without nonce.
+//     Entra v1 tokens name the client in "appid" (v2: "azp").
+//   - Okta and Auth0: ID tokens have aud = the client ID (and usually
+//     nonce/at_hash); access tokens have aud = the API ("api://default",
+//     the Auth0 API identifier). The audience check separates them.
+//   - Google: access tokens are opaque, not JWTs, and are refused as
+//     malformed. Google ID tokens can be used only with accept_id_tokens
+//     on and audience = the OAuth client IDs allowed to log in.
+//
+// Never list a client ID as an audience unless you mean to accept ID
+// tokens issued to that client.
+//
+// # Identity and trust
+//
+// authn_id is read from authn_id_claim only after the signature has
+// verified: an identity from an unverified token is not trustworthy, so
+// Result.AuthnID is empty on every rejection that happens before the
+// signature check, and set on rejections after it (no_identity excepted,
+// role_not_allowed included) and on acceptance. Log records of early
+// rejections do quote iss, sub, azp, aud and exp, marked "signature not
+// verified". A string claim is used as is; a number is rendered as its
+// JSON text; anything else, an empty string or a string containing NUL is
+// no_identity.
+//
+// Claim paths (authn_id_claim, role_claim) use a safe subset of gjson
+// path syntax: keys separated by dots, numeric components indexing arrays,
+// and a backslash escaping a literal special character, as in
+// "https://example\.com/groups" for the claim named
+// "https://example.com/groups". Wildcards, queries, modifiers, pipes and
+// multipaths are configuration errors.
+//
+// # Delegated role mapping
+//
+// Without delegate_ident_mapping the token is authorized once valid and
+// the server maps authn_id through pg_ident.conf (map=...). With
+// delegate_ident_mapping=1 the token alone must grant Request.Role, by
+// any of:
+//
+//   - role_claim and role_map: a value of the claim (a string, or an
+//     array whose string elements count) maps to the role, as in
+//     role_claim = groups, role_map = "dba=postgres, analysts=reader";
+//   - client_role_map: the client (azp, else client_id, else appid) maps
+//     to the role, for machine tokens without groups: "etl=loader";
+//   - role_from_identity on: authn_id equals the role.
+//
+// Map entries are comma-separated value=role pairs (the last "=" splits,
+// so values may contain "="); a value may appear several times to map to
+// several roles. Matching is exact and case-sensitive. Anything else is
+// role_not_allowed.
+//
+// # Settings
+//
+// Settings are the oauth_jwt.* parameters without the prefix, as strings.
+// An empty value means the default. Lists are separated by commas and/or
+// white space; booleans are on/off (also true/false, yes/no, 1/0);
+// numbers are plain integers in the unit given. Relative paths are
+// relative to the data directory.
+//
+// Per-issuer (may be overridden in issuer_config):
+//
+//	audience            list, REQUIRED. aud must contain one of them. Unset
+//	                    is a configuration error, never "any audience".
+//	allowed_client_ids  list, default empty (not checked). azp, else
+//	                    client_id, else appid must be one of them.
+//	required_scopes     list, default empty. Each must be in "scope"
+//	                    (space-separated) or "scp" (string or array).
+//	                    The pg_hba scope option is what clients request
+//	                    and is not checked: providers rename scopes.
+//	allowed_algorithms  list, default RS256,RS384,RS512,PS256,PS384,PS512,
+//	                    ES256,ES384,ES512,EdDSA. "none" and HS* are
+//	                    configuration errors.
+//	leeway              seconds, default 30, at most 300: clock skew on
+//	                    exp, nbf, iat.
+//	accept_id_tokens    bool, default off. See "Token type".
+//	jwks_uri            URL, default empty: fetch the JWKS here and skip
+//	                    discovery (static key location).
+//	discovery_url       URL, default issuer + "/.well-known/openid-configuration";
+//	                    for an internal address of the provider. The
+//	                    document's issuer must still equal the pg_hba issuer.
+//	authn_id_claim      claim path, default "sub".
+//	role_claim          claim path, default empty; needs role_map.
+//	role_map            value=role pairs, default empty; needs role_claim.
+//	client_role_map     clientid=role pairs, default empty.
+//	role_from_identity  bool, default off.
+//	log_accepted        bool, default off: log accepted tokens at LOG
+//	                    instead of DEBUG1.
+//
+// Server-wide (one key cache and one HTTP client serve every issuer):
+//
+//	cache_dir               path, default <data_directory>/oauth_jwt_cache.
+//	cache_refresh_interval  seconds, default 300 (1..86400).
+//	cache_max_stale         seconds, default 3600 (1..2592000): how long
+//	                        last-known-good keys are served, with a
+//	                        warning, while the provider fails.
+//	kid_refetch_interval    seconds, default 60 (1..86400).
+//	http_timeout            milliseconds, default 5000. It must stay below
+//	                        authentication_timeout: otherwise it is lowered
+//	                        to authentication_timeout minus 1 s (half of it
+//	                        when that is 1 s) and a warning is logged.
+//	ca_file                 path of PEM certificates trusted for the
+//	                        provider instead of the system roots, default
+//	                        empty (system roots).
+//	http_proxy              proxy URL, default empty = no proxy. The
+//	                        environment (HTTPS_PROXY...) is never consulted.
+//	require_https           bool, default on. Off allows plain http for
+//	                        loopback hosts only (tests).
+//	issuer_config           path of the per-issuer file, default empty.
+//
+// Server facts passed by the shim: server.data_directory and
+// server.authentication_timeout (seconds, default 60). Other keys starting
+// with "server." or "test.", and unknown keys, are ignored in Settings.
+//
+// # Per-issuer configuration
+//
+// pg_hba.conf may hold several oauth lines with different issuers. The
+// file named by issuer_config gives each issuer its own policy:
+//
+//	# comments start with # or ;
+//	[https://kc.example.com/realms/db]
+//	audience = pg
+//	role_claim = groups
+//	role_map = dba=postgres, analysts=reader
+//
+//	[https://login.microsoftonline.com/<tenant>/v2.0]
+//	audience = api://pg
+//	authn_id_claim = preferred_username
+//
+// A section header is the issuer exactly as in pg_hba.conf; a section
+// applies when Request.Issuer equals it byte for byte. Lines are
+// "name = value" with the per-issuer setting names (the "oauth_jwt."
+// prefix is optional; one pair of surrounding quotes is removed). A
+// section starts from the global settings and replaces what it sets; a
+// list it sets replaces the global list. Every section must end up with
+// an audience. With issuer_config set, the global audience may be empty;
+// an issuer without a section then fails with aud_not_configured (an
+// internal error). Errors — unknown or server-wide names, repeated names
+// or sections, bad values, a file writable by group or others, a file
+// over 1 MiB — are configuration errors naming the file and line. When
+// several issuers are configured, set jwks_uri and discovery_url in their
+// sections, never globally.
+//
+// # Reason codes
+//
+// Rejections (nil error, Authorized false, one LOG record "bearer token
+// rejected" whose detail starts with "Reason: <code>."):
+//
+//	malformed                  not a compact JWS of UTF-8 JSON objects; JWE;
+//	                           too deep; duplicate members; bad header member
+//	token_too_large            longer than MaxTokenBytes (32 KiB)
+//	alg_not_allowed            alg not in allowed_algorithms (none/HS* never)
+//	crit_header                "crit" (or a "b64") header member
+//	untrusted_key_header       jku, x5u, jwk or x5c header member
+//	wrong_token_type           not an access token nor an ID token
+//	id_token                   an ID token while accept_id_tokens is off
+//	invalid_claim              a registered claim of the wrong JSON type
+//	iss_mismatch               iss absent or not the pg_hba issuer (the
+//	                           detail points out a trailing-slash difference)
+//	aud_mismatch               aud absent, empty, or without a configured one
+//	missing_exp                no exp
+//	expired                    exp + leeway in the past
+//	not_yet_valid              nbf - leeway in the future
+//	iat_in_future              iat - leeway in the future
+//	azp_not_allowed            client not in allowed_client_ids
+//	missing_scope              a required scope missing
+//	keys_unavailable           the issuer's keys cannot be had now (provider
+//	                           down or answering too much, no usable cache)
+//	discovery_issuer_mismatch  the discovery document names another issuer
+//	unknown_kid                no key with the kid after a refetch; or no kid
+//	                           and not exactly one usable key
+//	kid_not_signing_key        the kid's key is not for signatures
+//	key_alg_mismatch           the kid's key is for another alg
+//	key_type_mismatch          the kid's key type or curve cannot do the alg
+//	weak_key                   RSA key under 2048 bits
+//	bad_signature              the signature does not verify
+//	no_identity                authn_id_claim absent, empty, not a string or
+//	                           number, or containing NUL
+//	role_not_allowed           delegated mode: nothing grants the role
+//
+// Internal errors (non-nil error; the server logs an internal error):
+//
+//	aud_not_configured  no audience for the issuer
+//	config_error        a bad setting, or the key source refused a
+//	                    configured URL as insecure (keycache.ErrInsecureURL)
+//	insecure_cache      the key cache directory is not safe to use
+//	                    (keycache.ErrInsecureCache)
+//	internal_error      anything unexpected, including a recovered panic
+//
+// Key source errors map as follows: keycache.ErrUnavailable and
+// keycache.ErrTooLarge (and a cancelled or expired context) reject with
+// keys_unavailable, because the module works and the token simply cannot
+// be checked now; keycache.ErrDiscoveryMismatch rejects with
+// discovery_issuer_mismatch; ErrInsecureCache and ErrInsecureURL are
+// internal errors. Keys served stale add a WARNING record naming the
+// issuer and the cause.
+//
+// # Logs
+//
+// Every Result carries its log records: configuration warnings (with the
+// first validation of a Verifier), a WARNING for stale keys, then the
+// verdict: a LOG record for a rejection, a DEBUG1 record (LOG with
+// log_accepted) for an acceptance. Details are sentences naming the
+// claims that explain the verdict (iss, sub, azp, aud, exp), quoted and
+// truncated. The token, or any segment of it, never appears in a record
+// or an error text; as a last guard, any segment that a crafted claim
+// repeats is replaced by "[redacted]".
+package validator

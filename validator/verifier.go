@@ -1,0 +1,519 @@
+package validator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/oauth-jwt/oauth_jwt/validator/keycache"
+	"github.com/tidwall/gjson"
+)
+
+// Option changes how New builds a Verifier.
+type Option func(*options)
+
+type options struct {
+	src keycache.Source
+	now func() time.Time
+}
+
+// WithKeySource makes the Verifier take keys from src instead of the
+// default key cache (for tests and tools).
+func WithKeySource(src keycache.Source) Option { return func(o *options) { o.src = src } }
+
+// WithClock sets the clock used for exp, nbf and iat (default time.Now).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// Verifier validates bearer tokens. It implements Validator and is safe for
+// concurrent use.
+type Verifier struct {
+	cfg    *Config
+	src    keycache.Source
+	now    func() time.Time
+	warned atomic.Bool
+}
+
+var _ Validator = (*Verifier)(nil)
+
+// New parses s (see ParseSettings) and returns a Verifier. Without
+// WithKeySource, keys come from the key cache in Config.CacheDir.
+func New(s Settings, opts ...Option) (*Verifier, error) {
+	cfg, err := ParseSettings(s)
+	if err != nil {
+		return nil, err
+	}
+	return NewFromConfig(cfg, opts...)
+}
+
+// NewFromConfig returns a Verifier for cfg, as made by ParseSettings (the
+// caller must not change cfg afterwards). It re-checks the parts of cfg
+// that keep tokens safe.
+func NewFromConfig(cfg *Config, opts ...Option) (*Verifier, error) {
+	if cfg == nil {
+		return nil, &ConfigError{Msg: "no configuration"}
+	}
+	if err := checkPolicy(&cfg.Default, cfg.IssuerConfig == ""); err != nil {
+		return nil, err
+	}
+	for iss := range cfg.Issuers {
+		p := cfg.Issuers[iss]
+		if err := checkPolicy(&p, true); err != nil {
+			return nil, err
+		}
+	}
+	o := options{now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.src == nil {
+		src, err := defaultSource(cfg, o.now)
+		if err != nil {
+			return nil, err
+		}
+		o.src = src
+	}
+	return &Verifier{cfg: cfg, src: o.src, now: o.now}, nil
+}
+
+// checkPolicy refuses a Policy that would weaken validation.
+func checkPolicy(p *Policy, needAudience bool) error {
+	if needAudience && len(p.Audiences) == 0 {
+		return errNoAudience(nil)
+	}
+	if len(p.AllowedAlgorithms) == 0 {
+		return &ConfigError{Setting: SettingPrefix + "allowed_algorithms", Msg: "no algorithm is allowed"}
+	}
+	for _, a := range p.AllowedAlgorithms {
+		if !slices.Contains(supportedAlgorithms, a) {
+			_, err := parseAlgorithms(a, nil)
+			return err
+		}
+	}
+	if p.Leeway < 0 || p.Leeway > MaxLeeway {
+		return &ConfigError{Setting: SettingPrefix + "leeway", Msg: fmt.Sprintf("must be from 0 to %d seconds", int(MaxLeeway/time.Second))}
+	}
+	if p.AuthnIDClaim == "" {
+		return &ConfigError{Setting: SettingPrefix + "authn_id_claim", Msg: "no claim is named"}
+	}
+	return nil
+}
+
+// Config returns the configuration in use (do not modify it).
+func (v *Verifier) Config() *Config { return v.cfg }
+
+// Validate judges one token; see Validator. The result always carries log
+// records; a rejection is a nil error with Authorized false. Validate never
+// panics; an unexpected fault becomes an internal error.
+func (v *Verifier) Validate(ctx context.Context, req Request) (res Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			// The panic value is not logged: it could quote the input.
+			res = Result{Reason: ReasonInternal}
+			err = fmt.Errorf("unexpected fault (%T) while validating a bearer token", p)
+		}
+		res.Logs = scrub(res.Logs, req.Token)
+	}()
+	r := &run{v: v, req: req, now: v.now()}
+	if !v.warned.Swap(true) {
+		r.logs = append(r.logs, v.cfg.Warnings...)
+	}
+	res, err = r.validate(ctx)
+	return res, err
+}
+
+// run is the state of one Validate call.
+type run struct {
+	v        *Verifier
+	req      Request
+	pol      *Policy
+	now      time.Time
+	tok      *token
+	logs     []LogRecord
+	verified bool
+	authnID  string
+	kid      string
+}
+
+func (r *run) validate(ctx context.Context) (Result, error) {
+	if r.req.Issuer == "" {
+		return r.internal(ReasonConfig, &ConfigError{Setting: "issuer",
+			Msg: "the pg_hba.conf line has no issuer"})
+	}
+	r.pol = r.v.cfg.PolicyFor(r.req.Issuer)
+	if len(r.pol.Audiences) == 0 {
+		return r.internal(ReasonAudNotConfigured, &ConfigError{Setting: SettingPrefix + "audience",
+			Msg: fmt.Sprintf("no audience is configured for issuer %s; set it globally or in its section of %q", quote(r.req.Issuer), SettingPrefix+"issuer_config")})
+	}
+
+	tok, pe := parseToken(r.req.Token)
+	if pe != nil {
+		return r.reject(pe.reason, pe.detail)
+	}
+	r.tok = tok
+	if reason, detail := r.checkHeader(); reason != "" {
+		return r.reject(reason, detail)
+	}
+	if reason, detail := r.checkClaims(); reason != "" {
+		return r.reject(reason, detail)
+	}
+	if res, done, err := r.checkSignature(ctx); done {
+		return res, err
+	}
+	r.verified = true
+	if reason, detail := r.checkIdentity(); reason != "" {
+		return r.reject(reason, detail)
+	}
+	grant := ""
+	if r.req.Delegate {
+		var reason Reason
+		var detail string
+		if grant, reason, detail = r.checkRole(); reason != "" {
+			return r.reject(reason, detail)
+		}
+	}
+	return r.accept(grant), nil
+}
+
+// reject returns a rejection with its log record.
+func (r *run) reject(reason Reason, detail string) (Result, error) {
+	d := "Reason: " + string(reason) + ". " + detail
+	if r.tok != nil {
+		d += " " + claimSummary(&r.tok.claims, r.verified)
+	}
+	r.logs = append(r.logs, LogRecord{Level: LevelLog, Message: msgRejected, Detail: d})
+	return Result{Reason: reason, AuthnID: r.authnID, Logs: r.logs}, nil
+}
+
+// internal returns a failure of the module itself.
+func (r *run) internal(reason Reason, err error) (Result, error) {
+	return Result{Reason: reason, AuthnID: r.authnID, Logs: r.logs}, err
+}
+
+// accept returns the verdict of a valid token.
+func (r *run) accept(grant string) Result {
+	lvl := LevelDebug
+	if r.pol.LogAccepted {
+		lvl = LevelLog
+	}
+	var b strings.Builder
+	b.WriteString("Reason: ok. Identity ")
+	b.WriteString(quote(r.authnID))
+	fmt.Fprintf(&b, " (claim %s)", quote(r.pol.AuthnIDClaim))
+	if r.req.Delegate {
+		fmt.Fprintf(&b, " may log in as role %s: %s", quote(r.req.Role), grant)
+	}
+	b.WriteString(". Signature ")
+	b.WriteString(r.tok.hdr.alg)
+	if r.kid != "" {
+		b.WriteString(" with key ")
+		b.WriteString(quote(r.kid))
+	}
+	b.WriteString(". ")
+	b.WriteString(claimSummary(&r.tok.claims, true))
+	r.logs = append(r.logs, LogRecord{Level: lvl, Message: msgAccepted, Detail: b.String()})
+	return Result{Authorized: true, AuthnID: r.authnID, Reason: ReasonOK, Logs: r.logs}
+}
+
+// checkHeader applies the alg allow-list and the header rules.
+func (r *run) checkHeader() (Reason, string) {
+	h := &r.tok.hdr
+	if !slices.Contains(r.pol.AllowedAlgorithms, h.alg) {
+		why := ""
+		switch {
+		case strings.EqualFold(h.alg, "none"):
+			why = " Unsigned tokens are never accepted."
+		case strings.HasPrefix(strings.ToUpper(h.alg), "HS"):
+			why = " Symmetric (HMAC) signatures are never accepted."
+		}
+		return ReasonAlgNotAllowed, fmt.Sprintf("The token is signed with alg %s, which is not in %q (%s).%s",
+			quote(h.alg), SettingPrefix+"allowed_algorithms", strings.Join(r.pol.AllowedAlgorithms, ", "), why)
+	}
+	if h.crit || h.b64Bad {
+		return ReasonCritHeader, "The token header has a \"crit\" (or \"b64\") member; no JWS extension is supported."
+	}
+	if len(h.keyHeaders) > 0 {
+		return ReasonUntrustedKeyHeader, fmt.Sprintf("The token header carries its own key or key location (%s); keys are taken only from the issuer's key set.",
+			strings.Join(h.keyHeaders, ", "))
+	}
+	if strings.EqualFold(h.cty, "JWT") || strings.EqualFold(h.cty, "application/jwt") {
+		return ReasonMalformed, "The token is a nested JWT (cty \"JWT\"), which is not supported."
+	}
+	return "", ""
+}
+
+// checkClaims applies the token-type, iss, aud, time, client and scope
+// checks: cheap checks made before the signature is verified.
+func (r *run) checkClaims() (Reason, string) {
+	if reason, detail := r.checkType(); reason != "" {
+		return reason, detail
+	}
+	c := &r.tok.claims
+	p := r.pol
+
+	// iss
+	if !c.iss.Exists() {
+		return ReasonIssMismatch, fmt.Sprintf("The token has no iss claim; the issuer must be %s.", quote(r.req.Issuer))
+	}
+	if c.iss.Type != gjson.String {
+		return ReasonInvalidClaim, "The iss claim is not a string."
+	}
+	if c.iss.Str != r.req.Issuer {
+		msg := fmt.Sprintf("The token's issuer %s differs from the pg_hba.conf issuer %s.", quote(c.iss.Str), quote(r.req.Issuer))
+		if strings.TrimRight(c.iss.Str, "/") == strings.TrimRight(r.req.Issuer, "/") {
+			msg += " They differ only by a trailing slash: the pg_hba.conf issuer must equal the token's iss byte for byte."
+		}
+		return ReasonIssMismatch, msg
+	}
+
+	// aud
+	auds, ok := stringOrArray(c.aud)
+	if !ok {
+		return ReasonInvalidClaim, "The aud claim is neither a string nor an array of strings."
+	}
+	if len(auds) == 0 {
+		return ReasonAudMismatch, fmt.Sprintf("The token has no audience (aud); one of %s is required.", quoteList(p.Audiences))
+	}
+	if !intersects(auds, p.Audiences) {
+		return ReasonAudMismatch, fmt.Sprintf("The token's audience %s contains none of the configured audiences %s.", quoteClaim(c.aud), quoteList(p.Audiences))
+	}
+
+	// exp, nbf, iat
+	now := float64(r.now.UnixNano()) / 1e9
+	leeway := p.Leeway.Seconds()
+	if !c.exp.Exists() {
+		return ReasonMissingExp, "The token has no exp claim; tokens without an expiry time are refused."
+	}
+	exp, ok := numericDate(c.exp)
+	if !ok {
+		return ReasonInvalidClaim, "The exp claim is not a number."
+	}
+	if now >= exp+leeway {
+		return ReasonExpired, fmt.Sprintf("The token expired %s ago (exp %s); the leeway is %s.", seconds(now-exp), formatDate(exp), seconds(leeway))
+	}
+	if c.nbf.Exists() {
+		nbf, ok := numericDate(c.nbf)
+		if !ok {
+			return ReasonInvalidClaim, "The nbf claim is not a number."
+		}
+		if nbf > now+leeway {
+			return ReasonNotYetValid, fmt.Sprintf("The token is not valid before %s (nbf), %s from now; the leeway is %s.", formatDate(nbf), seconds(nbf-now), seconds(leeway))
+		}
+	}
+	if c.iat.Exists() {
+		iat, ok := numericDate(c.iat)
+		if !ok {
+			return ReasonInvalidClaim, "The iat claim is not a number."
+		}
+		if iat > now+leeway {
+			return ReasonIatInFuture, fmt.Sprintf("The token claims to be issued at %s (iat), %s in the future; the leeway is %s. Check the clocks.", formatDate(iat), seconds(iat-now), seconds(leeway))
+		}
+	}
+
+	// azp / client_id / appid
+	if len(p.AllowedClientIDs) > 0 {
+		client, name, ok := r.client()
+		switch {
+		case !ok:
+			return ReasonInvalidClaim, fmt.Sprintf("The %s claim is not a string.", name)
+		case name == "":
+			return ReasonAzpNotAllowed, fmt.Sprintf("The token names no client (azp, client_id or appid); %q requires one of %s.", SettingPrefix+"allowed_client_ids", quoteList(p.AllowedClientIDs))
+		case !slices.Contains(p.AllowedClientIDs, client):
+			return ReasonAzpNotAllowed, fmt.Sprintf("The token was issued to client %s (%s), which is not in %q (%s).", quote(client), name, SettingPrefix+"allowed_client_ids", quoteList(p.AllowedClientIDs))
+		}
+	}
+
+	// scopes
+	if len(p.RequiredScopes) > 0 {
+		have, ok := r.scopes()
+		if !ok {
+			return ReasonInvalidClaim, "The scope claim is not a string, or the scp claim is neither a string nor an array of strings."
+		}
+		var missing []string
+		for _, s := range p.RequiredScopes {
+			if !slices.Contains(have, s) {
+				missing = append(missing, s)
+			}
+		}
+		if len(missing) > 0 {
+			return ReasonMissingScope, fmt.Sprintf("The token lacks the required scope(s) %s; it has %s.", quoteList(missing), quoteList(have))
+		}
+	}
+	return "", ""
+}
+
+// client returns the client the token was issued to: azp, else client_id
+// (RFC 9068, Okta), else appid (Entra ID v1). name is the claim used, ""
+// when none is present; ok is false when that claim is not a string.
+func (r *run) client() (client, name string, ok bool) {
+	c := &r.tok.claims
+	for _, x := range [...]struct {
+		name string
+		v    gjson.Result
+	}{{"azp", c.azp}, {"client_id", c.clientID}, {"appid", c.appID}} {
+		if x.v.Exists() {
+			return x.v.Str, x.name, x.v.Type == gjson.String
+		}
+	}
+	return "", "", true
+}
+
+// scopes returns the union of the scope (space-separated string) and scp
+// (string or array of strings) claims.
+func (r *run) scopes() ([]string, bool) {
+	c := &r.tok.claims
+	var have []string
+	if c.scope.Exists() {
+		if c.scope.Type != gjson.String {
+			return nil, false
+		}
+		have = append(have, strings.Fields(c.scope.Str)...)
+	}
+	if c.scp.Exists() {
+		if c.scp.IsArray() {
+			vals, ok := stringOrArray(c.scp)
+			if !ok {
+				return nil, false
+			}
+			have = append(have, vals...)
+		} else if c.scp.Type == gjson.String {
+			have = append(have, strings.Fields(c.scp.Str)...)
+		} else {
+			return nil, false
+		}
+	}
+	return have, true
+}
+
+// wrapKeyError maps a key source error onto a verdict: a rejection when the
+// token cannot be checked now, an internal error when the module is broken.
+func (r *run) wrapKeyError(err error) (Result, error) {
+	switch {
+	case errors.Is(err, keycache.ErrInsecureCache):
+		return r.internal(ReasonInsecureCache, fmt.Errorf("cannot use the key cache: %w", err))
+	case errors.Is(err, keycache.ErrInsecureURL):
+		return r.internal(ReasonConfig, &ConfigError{Setting: SettingPrefix + "require_https",
+			Msg: fmt.Sprintf("the key source of issuer %s refused an insecure URL", quote(r.req.Issuer)), Err: err})
+	case errors.Is(err, keycache.ErrDiscoveryMismatch):
+		res, _ := r.reject(ReasonDiscoveryIssuerMismatch, fmt.Sprintf("The discovery document of issuer %s names another issuer (%s); the pg_hba.conf issuer must equal it byte for byte.", quote(r.req.Issuer), oneLine(err)))
+		return res, nil
+	case errors.Is(err, keycache.ErrUnavailable), errors.Is(err, keycache.ErrTooLarge),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		res, _ := r.reject(ReasonKeysUnavailable, fmt.Sprintf("The signing keys of issuer %s could not be obtained: %s.", quote(r.req.Issuer), oneLine(err)))
+		return res, nil
+	}
+	return r.internal(ReasonInternal, fmt.Errorf("cannot get the signing keys of issuer %s: %w", quote(r.req.Issuer), err))
+}
+
+// oneLine makes an error text safe for a single detail sentence.
+func oneLine(err error) string {
+	s := strings.Map(func(c rune) rune {
+		if c < 0x20 || c == 0x7f {
+			return ' '
+		}
+		return c
+	}, err.Error())
+	if len(s) > 512 {
+		s = s[:512] + "..."
+	}
+	return s
+}
+
+// checkSignature finds the key and verifies the signature. done is true
+// when res/err is the final verdict (rejection or failure).
+func (r *run) checkSignature(ctx context.Context) (res Result, done bool, err error) {
+	q := keycache.Query{Issuer: r.req.Issuer, DiscoveryURL: r.pol.DiscoveryURL, JWKSURI: r.pol.JWKSURI}
+	keys, err := r.v.src.Keys(ctx, q)
+	if err != nil {
+		res, err = r.wrapKeyError(err)
+		return res, true, err
+	}
+	r.noteStale(keys)
+	h := &r.tok.hdr
+	cands, missing, prob := selectKeys(keys.Set, h)
+	if missing {
+		// The issuer may have rotated its keys: ask once more (the source
+		// rate-limits such refetches server-wide).
+		q.MissingKID = h.kid
+		keys, err = r.v.src.Keys(ctx, q)
+		if err != nil {
+			res, err = r.wrapKeyError(err)
+			return res, true, err
+		}
+		r.noteStale(keys)
+		cands, _, prob = selectKeys(keys.Set, h)
+	}
+	if len(cands) == 0 {
+		if prob == nil {
+			prob = &keyProblem{reason: ReasonUnknownKID, detail: "No usable key was found."}
+		}
+		res, err = r.reject(prob.reason, prob.detail)
+		return res, true, err
+	}
+	for _, c := range cands {
+		if verifySignature(c.pub, h.alg, r.tok.signingInput, r.tok.sig) {
+			r.kid = c.kid
+			return Result{}, false, nil
+		}
+	}
+	detail := "The signature does not verify with the issuer's key"
+	if h.hasKID {
+		detail += " " + quote(h.kid)
+	}
+	res, err = r.reject(ReasonBadSignature, detail+".")
+	return res, true, err
+}
+
+// noteStale logs a warning when keys are served stale.
+func (r *run) noteStale(k keycache.Keys) {
+	if !k.Stale {
+		return
+	}
+	for _, l := range r.logs {
+		if l.Message == msgStaleKeys {
+			return
+		}
+	}
+	age := ""
+	if !k.FetchedAt.IsZero() {
+		age = fmt.Sprintf(" They were fetched at %s (%s ago).", k.FetchedAt.UTC().Format(time.RFC3339), seconds(r.now.Sub(k.FetchedAt).Seconds()))
+	}
+	cause := k.StaleCause
+	if cause == "" {
+		cause = "unknown cause"
+	}
+	r.logs = append(r.logs, LogRecord{
+		Level:   LevelWarning,
+		Message: msgStaleKeys,
+		Detail: fmt.Sprintf("The signing keys of issuer %s could not be refreshed (%s); last-known-good keys are used until they are older than %q.%s",
+			quote(r.req.Issuer), oneLine(errors.New(cause)), SettingPrefix+"cache_max_stale", age),
+	})
+}
+
+// quoteList quotes a list of configured or claimed values.
+func quoteList(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	q := make([]string, 0, len(l))
+	for i, s := range l {
+		if i == maxAudListed*2 {
+			q = append(q, "...")
+			break
+		}
+		q = append(q, quote(s))
+	}
+	return strings.Join(q, ", ")
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
