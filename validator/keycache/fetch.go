@@ -165,12 +165,25 @@ func parseJWKS(jwksURL string, body []byte) (jwk.Set, error) {
 	case n > MaxKeys:
 		return nil, fmt.Errorf("JWKS at %s contains %d keys, more than %d", shown, n, MaxKeys)
 	}
-	set, err := jwk.Parse(body, jwk.WithMaxKeys(MaxKeys))
+	// Lenient: an entry jwx cannot use (a 1024-bit RSA key, an unknown
+	// curve) stays in the set as a jwk.UnsupportedKey placeholder that can
+	// verify nothing (the validator reports weak_key or key_type_mismatch
+	// for tokens naming it), instead of failing the whole set and with it
+	// every login for the issuer. A set with no usable key is an error.
+	set, err := jwk.Parse(body, jwk.WithMaxKeys(MaxKeys), jwk.WithStrictKeySetParsing(false))
 	if err != nil {
 		return nil, fmt.Errorf("JWKS at %s: %s", shown, truncate(err.Error(), 200))
 	}
-	if set.Len() == 0 {
-		return nil, fmt.Errorf("JWKS at %s contains no keys", shown)
+	usable := 0
+	for i := 0; i < set.Len(); i++ {
+		if k, ok := set.Key(i); ok {
+			if _, unsupported := k.(jwk.UnsupportedKey); !unsupported {
+				usable++
+			}
+		}
+	}
+	if usable == 0 {
+		return nil, fmt.Errorf("JWKS at %s contains no usable keys", shown)
 	}
 	return set, nil
 }
