@@ -60,7 +60,9 @@ func TestRejectionReasonsThroughServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mint := func(over map[string]any, opts ...testidp.MintOption) string { return e.token(t, "alice", over, opts...) }
+	mint := func(over map[string]any, opts ...testidp.MintOption) string {
+		return e.token(t, "alice", over, opts...)
+	}
 	must := func(tok string, err error) string {
 		t.Helper()
 		if err != nil {
