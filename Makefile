@@ -59,11 +59,21 @@ $(TESTDIR)/oauth_jwt.so: cshim/oauth_jwt.c cshim/exports.map $(TESTDIR)/libojw.a
 	$(CC) -shared -o $@ $(TESTDIR)/oauth_jwt.o $(LDFLAGS) $(LDFLAGS_SL) $(TESTDIR)/libojw.a \
 		-Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
 
+# The Go floor: the same shim with a Go archive that accepts everything.
+$(TESTDIR)/gonoop/libojw.a: test/gonoop/gonoop.go
+	CGO_ENABLED=1 CGO_CFLAGS="-O2 -g" $(GO) build -buildmode=c-archive -trimpath \
+		-tags '$(GOTAGS)' -ldflags='$(GO_LDFLAGS)' -o $@ ./test/gonoop
+
+$(TESTDIR)/oauth_gonoop.so: cshim/oauth_jwt.c cshim/exports.map $(TESTDIR)/gonoop/libojw.a
+	$(CC) -I$(TESTDIR)/gonoop $(TEST_CFLAGS) -c cshim/oauth_jwt.c -o $(TESTDIR)/gonoop/oauth_jwt.o
+	$(CC) -shared -o $@ $(TESTDIR)/gonoop/oauth_jwt.o $(LDFLAGS) $(LDFLAGS_SL) $(TESTDIR)/gonoop/libojw.a \
+		-Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
+
 $(TESTDIR)/oauth_noop.so: test/noop/oauth_noop.c
 	@mkdir -p $(TESTDIR)
 	$(CC) $(TEST_CFLAGS) -shared -o $@ $< $(LDFLAGS) $(LDFLAGS_SL)
 
-test-modules: all $(TESTDIR)/oauth_jwt.so $(TESTDIR)/oauth_noop.so
+test-modules: all $(TESTDIR)/oauth_jwt.so $(TESTDIR)/oauth_noop.so $(TESTDIR)/oauth_gonoop.so
 
 # Bounded fuzzing time for `make test` (CI); raise it locally to dig deeper.
 FUZZTIME ?= 30s

@@ -18,8 +18,10 @@ import (
 
 // BenchmarkConnectionLatency measures the cost of a login, in one run and
 // interleaved round-robin so machine drift hits every kind alike:
-// trust, scram-sha-256, OAuth with the no-op C validator (the floor), and
-// OAuth with oauth_jwt (production build, warm key cache). It also reports
+// trust, scram-sha-256, OAuth with the no-op C validator (the floor), OAuth
+// with the same C shim over a Go archive that judges nothing (what the Go
+// runtime alone costs), and OAuth with oauth_jwt (production build, warm
+// key cache). It also reports
 // each kind's backend private dirty memory and thread count, and how many
 // requests reached the identity provider during the timed run.
 //
@@ -33,7 +35,7 @@ func BenchmarkConnectionLatency(b *testing.B) {
 	}
 	idp := startIdP(b, testidp.Options{})
 	c := pgtest.New(b, pgtest.Options{Production: true, Conf: []string{
-		"oauth_validator_libraries = 'oauth_jwt, oauth_noop'",
+		"oauth_validator_libraries = 'oauth_jwt, oauth_noop, oauth_gonoop'",
 		"log_connections = ''",
 		"password_encryption = 'scram-sha-256'",
 	}})
@@ -44,10 +46,11 @@ func BenchmarkConnectionLatency(b *testing.B) {
 		"host all bench_trust 127.0.0.1/32 trust",
 		"host all bench_scram 127.0.0.1/32 scram-sha-256",
 		fmt.Sprintf(`host all bench_noop 127.0.0.1/32 oauth issuer="%s" scope="openid" validator=oauth_noop delegate_ident_mapping=1`, iss),
+		fmt.Sprintf(`host all bench_gonoop 127.0.0.1/32 oauth issuer="%s" scope="openid" validator=oauth_gonoop delegate_ident_mapping=1`, iss),
 		fmt.Sprintf(`host all bench_jwt 127.0.0.1/32 oauth issuer="%s" scope="openid" validator=oauth_jwt delegate_ident_mapping=1`, iss),
 	)
 	c.Exec("create role bench_trust login", "create role bench_scram login password 'bench-password'",
-		"create role bench_noop login", "create role bench_jwt login")
+		"create role bench_noop login", "create role bench_gonoop login", "create role bench_jwt login")
 
 	tok, err := idp.Mint(map[string]any{"sub": "bench_jwt", "aud": testAudience, "azp": "psql", "scope": "openid",
 		"exp": time.Now().Add(time.Hour).Unix()})
@@ -61,6 +64,7 @@ func BenchmarkConnectionLatency(b *testing.B) {
 		{"trust", tcpConfig(b, c, "bench_trust", "")},
 		{"scram-sha-256", tcpConfig(b, c, "bench_scram", "bench-password")},
 		{"oauth no-op (C)", c.OAuthConfig("bench_noop", "opaque-token")},
+		{"oauth no-op (Go runtime)", c.OAuthConfig("bench_gonoop", "opaque-token")},
 		{"oauth_jwt", c.OAuthConfig("bench_jwt", tok)},
 	}
 	ctx := context.Background()
