@@ -80,6 +80,7 @@ FUZZTIME ?= 30s
 TEST_ENV = OJW_PG_CONFIG=$(PG_CONFIG) OJW_BUILD_DIR=$(CURDIR)/$(BUILD)
 
 test: test-modules
+	scripts/keycloak.sh fetch >/dev/null
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./validator/...
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./validator/
