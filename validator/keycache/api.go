@@ -23,6 +23,13 @@ type Query struct {
 	// last returned: the cache refetches the JWKS unless a refetch for this
 	// issuer happened (in any backend) less than Config.KIDRefetchInterval ago.
 	MissingKID string
+	// CacheOnly serves from the cache alone: when a fetch would be needed
+	// (nothing cached, older than RefreshInterval, an unknown kid due for a
+	// refetch), Keys returns ErrNeedsNetwork at once, with no network
+	// request, no lock wait and no sleep. The module validates this way on
+	// the backend's own thread (signals blocked) and goes to a goroutine it
+	// can wait for interruptibly only when the network is really needed.
+	CacheOnly bool
 }
 
 // Keys is an issuer's key set as served by the cache.
@@ -62,6 +69,8 @@ var (
 	ErrTooLarge = errors.New("response too large")
 	// ErrInsecureURL: an http:// URL where https is required.
 	ErrInsecureURL = errors.New("insecure url")
+	// ErrNeedsNetwork: Query.CacheOnly was set and the answer needs a fetch.
+	ErrNeedsNetwork = errors.New("keys need a network fetch")
 )
 
 // Config configures a Cache. Zero durations mean the documented defaults.

@@ -136,6 +136,7 @@ type spec struct {
 	issuer     string
 	url        string
 	missingKID string // jwks only
+	cacheOnly  bool   // Query.CacheOnly
 	parse      func(body []byte) (any, error)
 }
 
@@ -184,7 +185,7 @@ func (c *Cache) Keys(ctx context.Context, q Query) (keys Keys, err error) {
 			return Keys{}, fmt.Errorf("keycache: discovery URL: %w", err)
 		}
 		res, err := c.get(ctx, spec{
-			kind: kindDiscovery, issuer: q.Issuer, url: docURL,
+			kind: kindDiscovery, issuer: q.Issuer, url: docURL, cacheOnly: q.CacheOnly,
 			parse: func(b []byte) (any, error) { return c.parseDiscovery(q.Issuer, docURL, b) },
 		})
 		if err != nil {
@@ -199,7 +200,7 @@ func (c *Cache) Keys(ctx context.Context, q Query) (keys Keys, err error) {
 		return Keys{}, fmt.Errorf("keycache: JWKS URL: %w", err)
 	}
 	res, err := c.get(ctx, spec{
-		kind: kindJWKS, issuer: q.Issuer, url: jwksURL, missingKID: q.MissingKID,
+		kind: kindJWKS, issuer: q.Issuer, url: jwksURL, missingKID: q.MissingKID, cacheOnly: q.CacheOnly,
 		parse: func(b []byte) (any, error) { return parseJWKS(jwksURL, b) },
 	})
 	if err != nil {
@@ -231,6 +232,9 @@ func (c *Cache) get(ctx context.Context, s spec) (result, error) {
 		}
 		if now := c.now(); !c.needFetch(cur, s, now) {
 			return c.serve(cur, s, now, nil)
+		}
+		if s.cacheOnly {
+			return result{}, ErrNeedsNetwork
 		}
 		if release, ok := c.tryAcquire(name); ok {
 			unlock, locked, err := c.tryLock(name)
