@@ -40,7 +40,7 @@ fi
 
 # Build dependencies from the stable suite.
 need=()
-for p in bison flex libcurl4-openssl-dev libssl-dev zlib1g-dev libreadline-dev pkg-config dpkg-dev xz-utils make gcc; do
+for p in bison flex libcurl4-openssl-dev libssl-dev zlib1g-dev libreadline-dev pkg-config dpkg-dev xz-utils bzip2 gpgv debian-archive-keyring binutils make gcc; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
