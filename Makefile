@@ -27,7 +27,7 @@ SHLIB_LINK = $(GOARCHIVE) -Wl,--version-script=cshim/exports.map -Wl,-z,nodelete
 EXTRA_CLEAN = $(BUILD)
 
 PG_CONFIG ?= pg_config
-ifeq ($(filter clean distclean,$(MAKECMDGOALS)),)
+ifeq ($(filter clean distclean demo-stop,$(MAKECMDGOALS)),)
 ifneq ($(shell $(PG_CONFIG) --version 2>/dev/null | sed -n 's/^PostgreSQL \([0-9]*\).*/\1/p'),18)
 override PG_CONFIG := $(shell PG_CONFIG= scripts/pg18.sh)
 $(info oauth_jwt: using $(PG_CONFIG))
@@ -85,6 +85,14 @@ test: test-modules
 	$(GO) test -race -count=1 ./validator/...
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./validator/
 	@mkdir -p $(BUILD)
-	$(TEST_ENV) bash -o pipefail -c '$(GO) test -count=1 -timeout 45m -v ./test/... 2>&1 | tee $(BUILD)/test.log | grep -E "^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic)|\s+[a-z_]+_test.go:[0-9]+:"'
+	$(TEST_ENV) bash -o pipefail -c '$(GO) test -p 1 -count=1 -timeout 45m -v ./test/... 2>&1 | tee $(BUILD)/test.log | grep -E "^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic)|\s+[a-z_]+_test.go:[0-9]+:"'
 
-.PHONY: test test-modules
+# PostgreSQL 18 + oauth_jwt + Keycloak on this machine and a psql SSO login: interactive on a
+# terminal, self-approving otherwise (or with DEMO_ARGS=--auto).
+demo:
+	PG_CONFIG=$(PG_CONFIG) scripts/demo.sh $(DEMO_ARGS)
+
+demo-stop:
+	scripts/demo.sh stop
+
+.PHONY: test test-modules demo demo-stop
