@@ -82,9 +82,11 @@ TEST_ENV = OJW_PG_CONFIG=$(PG_CONFIG) OJW_BUILD_DIR=$(CURDIR)/$(BUILD)
 test: test-modules
 	scripts/keycloak.sh fetch >/dev/null
 	$(GO) vet ./...
+	$(GO) vet -tags docker ./docker/...
 	$(GO) test -race -count=1 ./validator/...
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./validator/
 	@mkdir -p $(BUILD)
+	$(GO) test -tags docker -count=1 -timeout 30m ./docker/...   # skips without a Docker engine
 	$(TEST_ENV) bash -o pipefail -c '$(GO) test -p 1 -count=1 -timeout 45m -v ./test/... 2>&1 | tee $(BUILD)/test.log | grep -E "^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic)|\s+[a-z_]+_test.go:[0-9]+:"'
 
 # PostgreSQL 18 + oauth_jwt + Keycloak on this machine and a psql SSO login: interactive on a
