@@ -17,6 +17,11 @@ type Request struct {
 	// Delegate is true when the pg_hba line has delegate_ident_mapping=1:
 	// the module alone decides whether the token may log in as Role.
 	Delegate bool
+	// CacheOnly forbids the network: when the keys cannot be served from
+	// the cache as they are, Validate returns an error matching
+	// keycache.ErrNeedsNetwork (and no verdict), and the caller validates
+	// again without CacheOnly where it can wait interruptibly.
+	CacheOnly bool
 }
 
 // Level is the severity of a LogRecord; the shim maps it onto elog levels.

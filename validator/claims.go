@@ -24,7 +24,7 @@ func (r *run) checkType() (Reason, string) {
 			explicitAccess = true
 		case "id_token", "id-token", "id+jwt", "idtoken":
 			if !accept {
-				return ReasonIDToken, fmt.Sprintf("The token header says typ %s: it is an ID token, not an access token. Configure the client to send an access token, or set %q to on.", quote(h.typ), SettingPrefix+"accept_id_tokens")
+				return ReasonIDToken, fmt.Sprintf("The token header says typ %s: it is an ID token, not an access token. %s", quote(h.typ), hintIDToken)
 			}
 		default:
 			return ReasonWrongTokenType, fmt.Sprintf("The token header says typ %s; an access token (typ \"at+jwt\" or \"JWT\", or none) is required.", quote(h.typ))
@@ -39,7 +39,7 @@ func (r *run) checkType() (Reason, string) {
 			explicitAccess = true
 		case "id":
 			if !accept {
-				return ReasonIDToken, fmt.Sprintf("The token's typ claim is \"ID\" (Keycloak): it is an ID token, not an access token. Configure the client to send an access token, or set %q to on.", SettingPrefix+"accept_id_tokens")
+				return ReasonIDToken, "The token's typ claim is \"ID\" (Keycloak): it is an ID token, not an access token. " + hintIDToken
 			}
 		default:
 			return ReasonWrongTokenType, fmt.Sprintf("The token's typ claim is %s; an access token (\"Bearer\") is required.", quote(c.typ.Str))
@@ -51,7 +51,7 @@ func (r *run) checkType() (Reason, string) {
 			v    gjson.Result
 		}{{"nonce", c.nonce}, {"at_hash", c.atHash}, {"c_hash", c.cHash}} {
 			if x.v.Exists() {
-				return ReasonIDToken, fmt.Sprintf("The token has the claim %s, which only OpenID Connect ID tokens carry: it is an ID token, not an access token. Configure the client to send an access token, or set %q to on.", x.name, SettingPrefix+"accept_id_tokens")
+				return ReasonIDToken, fmt.Sprintf("The token has the claim %s, which only OpenID Connect ID tokens carry: it is an ID token, not an access token. %s", x.name, hintIDToken)
 			}
 		}
 	}
@@ -84,6 +84,7 @@ func stringOrArray(v gjson.Result) (vals []string, ok bool) {
 // checkIdentity takes authn_id from the configured claim. It runs only
 // after the signature verified, so the identity is trustworthy.
 func (r *run) checkIdentity() (Reason, string) {
+	r.begin(checkIdentity)
 	path := r.pol.AuthnIDClaim
 	v := gjson.GetBytes(r.tok.payload, path)
 	var id string

@@ -285,4 +285,17 @@
 // truncated. The token, or any segment of it, never appears in a record
 // or an error text; as a last guard, any segment that a crafted claim
 // repeats is replaced by "[redacted]".
+//
+// # Explaining a verdict
+//
+// Verifier.Explain judges a request through the same code as Validate
+// (same result, same log records) and also records every check it ran, in
+// the order above, with its status (pass, fail or skip), what the token
+// offered and what the configuration wanted, the reason code and Hint, the
+// one table of what to do about each reason (the id_token detail in the
+// log ends with the same text). DescribeKeys applies the key rules to a
+// whole key set, KeySourceReason maps key source errors onto reason codes
+// as Validate does, and DecodeToken shows a token's header and claims,
+// never its signature. The troubleshooting tool cmd/oauth_jwt_check is
+// built on them.
 package validator

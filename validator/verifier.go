@@ -108,20 +108,32 @@ func (v *Verifier) Config() *Config { return v.cfg }
 // Validate judges one token; see Validator. The result always carries log
 // records; a rejection is a nil error with Authorized false. Validate never
 // panics; an unexpected fault becomes an internal error.
-func (v *Verifier) Validate(ctx context.Context, req Request) (res Result, err error) {
+func (v *Verifier) Validate(ctx context.Context, req Request) (Result, error) {
+	return v.judge(ctx, req, nil)
+}
+
+// judge is the one implementation behind Validate and Explain: tr, when
+// not nil, records each check as it runs and changes nothing else.
+func (v *Verifier) judge(ctx context.Context, req Request, tr *tracer) (res Result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			// The panic value is not logged: it could quote the input.
 			res = Result{Reason: ReasonInternal}
 			err = fmt.Errorf("unexpected fault (%T) while validating a bearer token", p)
+			tr.fail(ReasonInternal, err.Error())
 		}
 		res.Logs = scrub(res.Logs, req.Token)
 	}()
-	r := &run{v: v, req: req, now: v.now()}
+	r := &run{v: v, req: req, now: v.now(), tr: tr}
 	if !v.warned.Swap(true) {
 		r.logs = append(r.logs, v.cfg.Warnings...)
 	}
 	res, err = r.validate(ctx)
+	if tr != nil {
+		// Copies, never r itself: r must not escape (Validate allocates
+		// nothing for tracing).
+		tr.now, tr.pol, tr.keys = r.now, r.pol, r.keys
+	}
 	return res, err
 }
 
@@ -136,9 +148,12 @@ type run struct {
 	verified bool
 	authnID  string
 	kid      string
+	keys     *keycache.Keys // the key set last served (for Explain)
+	tr       *tracer        // nil unless Explain
 }
 
 func (r *run) validate(ctx context.Context) (Result, error) {
+	r.begin(checkRequest)
 	if r.req.Issuer == "" {
 		return r.internal(ReasonConfig, &ConfigError{Setting: "issuer",
 			Msg: "the pg_hba.conf line has no issuer"})
@@ -149,6 +164,7 @@ func (r *run) validate(ctx context.Context) (Result, error) {
 			Msg: fmt.Sprintf("no audience is configured for issuer %s; set it globally or in its section of %q", quote(r.req.Issuer), SettingPrefix+"issuer_config")})
 	}
 
+	r.begin(checkParse)
 	tok, pe := parseToken(r.req.Token)
 	if pe != nil {
 		return r.reject(pe.reason, pe.detail)
@@ -169,11 +185,17 @@ func (r *run) validate(ctx context.Context) (Result, error) {
 	}
 	grant := ""
 	if r.req.Delegate {
+		r.begin(checkRole)
 		var reason Reason
 		var detail string
 		if grant, reason, detail = r.checkRole(); reason != "" {
 			return r.reject(reason, detail)
 		}
+		if r.tr != nil {
+			r.note("Granted: " + grant + ".")
+		}
+	} else {
+		r.skip(checkRole, "Without delegate_ident_mapping=1 the server maps the identity through the pg_ident.conf map of the pg_hba.conf line.")
 	}
 	return r.accept(grant), nil
 }
@@ -185,11 +207,13 @@ func (r *run) reject(reason Reason, detail string) (Result, error) {
 		d += " " + claimSummary(&r.tok.claims, r.verified)
 	}
 	r.logs = append(r.logs, LogRecord{Level: LevelLog, Message: msgRejected, Detail: d})
+	r.failCheck(reason, detail)
 	return Result{Reason: reason, AuthnID: r.authnID, Logs: r.logs}, nil
 }
 
 // internal returns a failure of the module itself.
 func (r *run) internal(reason Reason, err error) (Result, error) {
+	r.failCheck(reason, err.Error())
 	return Result{Reason: reason, AuthnID: r.authnID, Logs: r.logs}, err
 }
 
@@ -215,12 +239,14 @@ func (r *run) accept(grant string) Result {
 	b.WriteString(". ")
 	b.WriteString(claimSummary(&r.tok.claims, true))
 	r.logs = append(r.logs, LogRecord{Level: lvl, Message: msgAccepted, Detail: b.String()})
+	r.closeCheck()
 	return Result{Authorized: true, AuthnID: r.authnID, Reason: ReasonOK, Logs: r.logs}
 }
 
 // checkHeader applies the alg allow-list and the header rules.
 func (r *run) checkHeader() (Reason, string) {
 	h := &r.tok.hdr
+	r.begin(checkAlg)
 	if !slices.Contains(r.pol.AllowedAlgorithms, h.alg) {
 		why := ""
 		switch {
@@ -232,13 +258,16 @@ func (r *run) checkHeader() (Reason, string) {
 		return ReasonAlgNotAllowed, fmt.Sprintf("The token is signed with alg %s, which is not in %q (%s).%s",
 			quote(h.alg), SettingPrefix+"allowed_algorithms", strings.Join(r.pol.AllowedAlgorithms, ", "), why)
 	}
+	r.begin(checkCrit)
 	if h.crit || h.b64Bad {
 		return ReasonCritHeader, "The token header has a \"crit\" (or \"b64\") member; no JWS extension is supported."
 	}
+	r.begin(checkKeyHeaders)
 	if len(h.keyHeaders) > 0 {
 		return ReasonUntrustedKeyHeader, fmt.Sprintf("The token header carries its own key or key location (%s); keys are taken only from the issuer's key set.",
 			strings.Join(h.keyHeaders, ", "))
 	}
+	r.begin(checkCty)
 	if strings.EqualFold(h.cty, "JWT") || strings.EqualFold(h.cty, "application/jwt") {
 		return ReasonMalformed, "The token is a nested JWT (cty \"JWT\"), which is not supported."
 	}
@@ -248,6 +277,7 @@ func (r *run) checkHeader() (Reason, string) {
 // checkClaims applies the token-type, iss, aud, time, client and scope
 // checks: cheap checks made before the signature is verified.
 func (r *run) checkClaims() (Reason, string) {
+	r.begin(checkType)
 	if reason, detail := r.checkType(); reason != "" {
 		return reason, detail
 	}
@@ -255,6 +285,7 @@ func (r *run) checkClaims() (Reason, string) {
 	p := r.pol
 
 	// iss
+	r.begin(checkIss)
 	if !c.iss.Exists() {
 		return ReasonIssMismatch, fmt.Sprintf("The token has no iss claim; the issuer must be %s.", quote(r.req.Issuer))
 	}
@@ -270,6 +301,7 @@ func (r *run) checkClaims() (Reason, string) {
 	}
 
 	// aud
+	r.begin(checkAud)
 	auds, ok := stringOrArray(c.aud)
 	if !ok {
 		return ReasonInvalidClaim, "The aud claim is neither a string nor an array of strings."
@@ -284,6 +316,7 @@ func (r *run) checkClaims() (Reason, string) {
 	// exp, nbf, iat
 	now := float64(r.now.UnixNano()) / 1e9
 	leeway := p.Leeway.Seconds()
+	r.begin(checkExp)
 	if !c.exp.Exists() {
 		return ReasonMissingExp, "The token has no exp claim; tokens without an expiry time are refused."
 	}
@@ -295,6 +328,7 @@ func (r *run) checkClaims() (Reason, string) {
 		return ReasonExpired, fmt.Sprintf("The token expired %s ago (exp %s); the leeway is %s.", seconds(now-exp), formatDate(exp), seconds(leeway))
 	}
 	if c.nbf.Exists() {
+		r.begin(checkNbf)
 		nbf, ok := numericDate(c.nbf)
 		if !ok {
 			return ReasonInvalidClaim, "The nbf claim is not a number."
@@ -302,8 +336,11 @@ func (r *run) checkClaims() (Reason, string) {
 		if nbf > now+leeway {
 			return ReasonNotYetValid, fmt.Sprintf("The token is not valid before %s (nbf), %s from now; the leeway is %s.", formatDate(nbf), seconds(nbf-now), seconds(leeway))
 		}
+	} else {
+		r.skip(checkNbf, "The token has no nbf claim.")
 	}
 	if c.iat.Exists() {
+		r.begin(checkIat)
 		iat, ok := numericDate(c.iat)
 		if !ok {
 			return ReasonInvalidClaim, "The iat claim is not a number."
@@ -311,10 +348,13 @@ func (r *run) checkClaims() (Reason, string) {
 		if iat > now+leeway {
 			return ReasonIatInFuture, fmt.Sprintf("The token claims to be issued at %s (iat), %s in the future; the leeway is %s. Check the clocks.", formatDate(iat), seconds(iat-now), seconds(leeway))
 		}
+	} else {
+		r.skip(checkIat, "The token has no iat claim.")
 	}
 
 	// azp / client_id / appid
 	if len(p.AllowedClientIDs) > 0 {
+		r.begin(checkClient)
 		client, name, ok := r.client()
 		switch {
 		case !ok:
@@ -324,10 +364,13 @@ func (r *run) checkClaims() (Reason, string) {
 		case !slices.Contains(p.AllowedClientIDs, client):
 			return ReasonAzpNotAllowed, fmt.Sprintf("The token was issued to client %s (%s), which is not in %q (%s).", quote(client), name, SettingPrefix+"allowed_client_ids", quoteList(p.AllowedClientIDs))
 		}
+	} else {
+		r.skip(checkClient, `"`+SettingPrefix+`allowed_client_ids" is empty: the client is not checked.`)
 	}
 
 	// scopes
 	if len(p.RequiredScopes) > 0 {
+		r.begin(checkScope)
 		have, ok := r.scopes()
 		if !ok {
 			return ReasonInvalidClaim, "The scope claim is not a string, or the scp claim is neither a string nor an array of strings."
@@ -341,6 +384,8 @@ func (r *run) checkClaims() (Reason, string) {
 		if len(missing) > 0 {
 			return ReasonMissingScope, fmt.Sprintf("The token lacks the required scope(s) %s; it has %s.", quoteList(missing), quoteList(have))
 		}
+	} else {
+		r.skip(checkScope, `"`+SettingPrefix+`required_scopes" is empty: scopes are not checked.`)
 	}
 	return "", ""
 }
@@ -391,21 +436,42 @@ func (r *run) scopes() ([]string, bool) {
 // wrapKeyError maps a key source error onto a verdict: a rejection when the
 // token cannot be checked now, an internal error when the module is broken.
 func (r *run) wrapKeyError(err error) (Result, error) {
-	switch {
-	case errors.Is(err, keycache.ErrInsecureCache):
+	if errors.Is(err, keycache.ErrNeedsNetwork) {
+		return Result{}, err // no verdict: the caller retries off its thread
+	}
+	switch KeySourceReason(err) {
+	case ReasonInsecureCache:
 		return r.internal(ReasonInsecureCache, fmt.Errorf("cannot use the key cache: %w", err))
-	case errors.Is(err, keycache.ErrInsecureURL):
+	case ReasonConfig:
 		return r.internal(ReasonConfig, &ConfigError{Setting: SettingPrefix + "require_https",
 			Msg: fmt.Sprintf("the key source of issuer %s refused an insecure URL", quote(r.req.Issuer)), Err: err})
-	case errors.Is(err, keycache.ErrDiscoveryMismatch):
+	case ReasonDiscoveryIssuerMismatch:
 		res, _ := r.reject(ReasonDiscoveryIssuerMismatch, fmt.Sprintf("The discovery document of issuer %s names another issuer (%s); the pg_hba.conf issuer must equal it byte for byte.", quote(r.req.Issuer), oneLine(err)))
 		return res, nil
-	case errors.Is(err, keycache.ErrUnavailable), errors.Is(err, keycache.ErrTooLarge),
-		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case ReasonKeysUnavailable:
 		res, _ := r.reject(ReasonKeysUnavailable, fmt.Sprintf("The signing keys of issuer %s could not be obtained: %s.", quote(r.req.Issuer), oneLine(err)))
 		return res, nil
 	}
 	return r.internal(ReasonInternal, fmt.Errorf("cannot get the signing keys of issuer %s: %w", quote(r.req.Issuer), err))
+}
+
+// KeySourceReason returns the reason code Validate gives when its key
+// source fails with err: keys_unavailable and discovery_issuer_mismatch
+// reject the token; insecure_cache, config_error (an insecure URL) and
+// internal_error are failures of the module.
+func KeySourceReason(err error) Reason {
+	switch {
+	case errors.Is(err, keycache.ErrInsecureCache):
+		return ReasonInsecureCache
+	case errors.Is(err, keycache.ErrInsecureURL):
+		return ReasonConfig
+	case errors.Is(err, keycache.ErrDiscoveryMismatch):
+		return ReasonDiscoveryIssuerMismatch
+	case errors.Is(err, keycache.ErrUnavailable), errors.Is(err, keycache.ErrTooLarge),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return ReasonKeysUnavailable
+	}
+	return ReasonInternal
 }
 
 // oneLine makes an error text safe for a single detail sentence.
@@ -425,16 +491,21 @@ func oneLine(err error) string {
 // checkSignature finds the key and verifies the signature. done is true
 // when res/err is the final verdict (rejection or failure).
 func (r *run) checkSignature(ctx context.Context) (res Result, done bool, err error) {
-	q := keycache.Query{Issuer: r.req.Issuer, DiscoveryURL: r.pol.DiscoveryURL, JWKSURI: r.pol.JWKSURI}
+	q := keycache.Query{Issuer: r.req.Issuer, DiscoveryURL: r.pol.DiscoveryURL, JWKSURI: r.pol.JWKSURI, CacheOnly: r.req.CacheOnly}
+	r.begin(checkKeys)
 	keys, err := r.v.src.Keys(ctx, q)
 	if err != nil {
 		res, err = r.wrapKeyError(err)
 		return res, true, err
 	}
 	r.noteStale(keys)
+	r.keepKeys(keys)
 	h := &r.tok.hdr
 	cands, missing, prob := selectKeys(keys.Set, h)
 	if missing {
+		if r.tr != nil {
+			r.note(fmt.Sprintf("No key had kid %s: the key source was asked again (it refetches unless a refetch happened less than %q ago).", quote(h.kid), SettingPrefix+"kid_refetch_interval"))
+		}
 		// The issuer may have rotated its keys: ask once more (the source
 		// rate-limits such refetches server-wide).
 		q.MissingKID = h.kid
@@ -444,8 +515,10 @@ func (r *run) checkSignature(ctx context.Context) (res Result, done bool, err er
 			return res, true, err
 		}
 		r.noteStale(keys)
+		r.keepKeys(keys)
 		cands, _, prob = selectKeys(keys.Set, h)
 	}
+	r.begin(checkKID)
 	if len(cands) == 0 {
 		if prob == nil {
 			prob = &keyProblem{reason: ReasonUnknownKID, detail: "No usable key was found."}
@@ -453,6 +526,7 @@ func (r *run) checkSignature(ctx context.Context) (res Result, done bool, err er
 		res, err = r.reject(prob.reason, prob.detail)
 		return res, true, err
 	}
+	r.begin(checkSignature)
 	for _, c := range cands {
 		if verifySignature(c.pub, h.alg, r.tok.signingInput, r.tok.sig) {
 			r.kid = c.kid
@@ -465,6 +539,14 @@ func (r *run) checkSignature(ctx context.Context) (res Result, done bool, err er
 	}
 	res, err = r.reject(ReasonBadSignature, detail+".")
 	return res, true, err
+}
+
+// keepKeys remembers the key set served, for Explain only.
+func (r *run) keepKeys(k keycache.Keys) {
+	if r.tr != nil {
+		kept := k
+		r.keys = &kept
+	}
 }
 
 // noteStale logs a warning when keys are served stale.
