@@ -12,6 +12,12 @@
 //	  h  < 0: failed; r holds an internal error.
 //	OjwFreeResult(&r) releases what Go allocated in r (with C malloc).
 //
+// OjwBegin first validates on the caller's thread with the network
+// forbidden (Request.CacheOnly): with a warm key cache that is the whole
+// login, with no goroutine hand-off and no extra thread. Only when the keys
+// need a fetch does it start a goroutine and hand back a descriptor, so no
+// network call ever runs while the backend's signals are blocked.
+//
 // Nothing here may panic into C: every export and every goroutine recovers,
 // and a recovered panic becomes an internal error, never "authorized".
 package main
@@ -44,6 +50,7 @@ import "C"
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -53,23 +60,22 @@ import (
 	"unsafe"
 
 	"github.com/oauth-jwt/oauth_jwt/validator"
+	"github.com/oauth-jwt/oauth_jwt/validator/keycache"
 	"golang.org/x/sys/unix"
 )
 
 const (
-	// syncWait is how long OjwBegin waits for a verdict before handing the
-	// shim a file descriptor. A warm-cache validation needs no network and
-	// finishes well within it; signals stay blocked at most this long.
-	syncWait = 2 * time.Millisecond
-	// maxProcs bounds the runtime's parallelism inside one backend.
-	maxProcs = 2
+	// maxProcs bounds the runtime's parallelism inside one backend: one
+	// validation per connection, and the network path is I/O-bound. One P
+	// also means one set of per-P allocation spans, so less dirty memory.
+	maxProcs = 1
 	// memoryLimit is a soft heap limit for the runtime in one backend.
 	memoryLimit = 64 << 20
 )
 
 func init() {
 	// Configuration is explicit: the environment does not reach a backend.
-	if runtime.NumCPU() > maxProcs {
+	if runtime.GOMAXPROCS(0) != maxProcs {
 		runtime.GOMAXPROCS(maxProcs)
 	}
 	debug.SetMemoryLimit(memoryLimit)
@@ -124,21 +130,25 @@ func OjwBegin(token, issuer, scope, role *C.char, delegate C.int,
 	}
 	testHookBegin(req)
 
+	ctx, cancel := context.WithTimeout(context.Background(), overallTimeout(settings))
+	if !testHookForceAsync(req) {
+		out := validateOnce(ctx, settings, req, true)
+		if !errors.Is(out.err, keycache.ErrNeedsNetwork) {
+			cancel()
+			fillOutcome(r, out)
+			return 0
+		}
+	}
+
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		cancel()
 		fillInternal(r, "cannot create a pipe: "+err.Error())
 		return -1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), overallTimeout(settings))
 	pd := &pending{done: make(chan struct{}), rfd: p[0], wfd: p[1], cancel: cancel}
 	go run(ctx, pd, settings, req)
 
-	select {
-	case <-pd.done:
-		finish(pd, r)
-		return 0
-	case <-time.After(syncWait):
-	}
 	mu.Lock()
 	next++
 	id := next
@@ -212,33 +222,43 @@ func run(ctx context.Context, pd *pending, settings validator.Settings, req vali
 		_, _ = unix.Write(pd.wfd, []byte{1})
 	}()
 	testHookRun(req)
+	pd.out = validateOnce(ctx, settings, req, false)
+}
+
+// validateOnce builds a validator from the settings and judges req.
+func validateOnce(ctx context.Context, settings validator.Settings, req validator.Request, cacheOnly bool) outcome {
 	v, err := validator.New(settings)
 	if err != nil {
-		pd.out = outcome{err: err}
-		return
+		return outcome{err: err}
 	}
+	req.CacheOnly = cacheOnly
 	res, err := v.Validate(ctx, req)
-	pd.out = outcome{res: res, err: err}
+	return outcome{res: res, err: err}
 }
 
 // finish copies the outcome into r and releases the pipe.
 func finish(pd *pending, r *C.OjwResult) {
 	unix.Close(pd.rfd)
 	unix.Close(pd.wfd)
-	res := pd.out.res
-	if pd.out.err != nil {
+	fillOutcome(r, pd.out)
+}
+
+// fillOutcome copies an outcome into r; an error is an internal failure.
+func fillOutcome(r *C.OjwResult, out outcome) {
+	res := out.res
+	if out.err != nil {
 		// Keep what the validator explained, then say why it failed.
 		res.Authorized = false
 		res.Logs = append(res.Logs, validator.LogRecord{
 			Level:   validator.LevelLog,
 			Message: "validator failed",
-			Detail:  capitalize(pd.out.err.Error()) + ".",
+			Detail:  capitalize(out.err.Error()) + ".",
 		})
 		if res.Reason == "" || res.Reason == validator.ReasonOK {
 			res.Reason = validator.ReasonInternal
 		}
 	}
-	fill(r, res, pd.out.err != nil)
+	fill(r, res, out.err != nil)
 }
 
 func fillInternal(r *C.OjwResult, why string) {

@@ -20,6 +20,12 @@ func testHookBegin(req validator.Request) {
 	}
 }
 
+// testHookForceAsync sends the goroutine triggers down the asynchronous
+// path even when the token could be judged from the cache.
+func testHookForceAsync(req validator.Request) bool {
+	return req.Role == rolePanicRun || req.Role == roleBlockRun
+}
+
 func testHookRun(req validator.Request) {
 	switch req.Role {
 	case rolePanicRun:
