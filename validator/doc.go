@@ -81,7 +81,7 @@
 //     aud is the client's application ID, while an access token for your
 //     API has the API's application ID URI or ID as aud. Configure the
 //     API as audience and ID tokens fail aud_mismatch even without nonce.
-//     Entra v1 tokens name the client in "appid" (v2: "azp").
+//     Entra v1 tokens name the client in "appid" (v2: "azp"); Okta in "cid".
 //   - Okta and Auth0: ID tokens have aud = the client ID (and usually
 //     nonce/at_hash); access tokens have aud = the API ("api://default",
 //     the Auth0 API identifier). The audience check separates them.
@@ -121,7 +121,7 @@
 //   - role_claim and role_map: a value of the claim (a string, or an
 //     array whose string elements count) maps to the role, as in
 //     role_claim = groups, role_map = "dba=postgres, analysts=reader";
-//   - client_role_map: the client (azp, else client_id, else appid) maps
+//   - client_role_map: the client (azp, else client_id, else appid, else cid) maps
 //     to the role, for machine tokens without groups: "etl=loader";
 //   - role_from_identity on: authn_id equals the role.
 //
@@ -143,7 +143,7 @@
 //	audience            list, REQUIRED. aud must contain one of them. Unset
 //	                    is a configuration error, never "any audience".
 //	allowed_client_ids  list, default empty (not checked). azp, else
-//	                    client_id, else appid must be one of them.
+//	                    client_id, else appid, else cid (Okta) must be one of them.
 //	required_scopes     list, default empty. Each must be in "scope"
 //	                    (space-separated) or "scp" (string or array).
 //	                    The pg_hba scope option is what clients request

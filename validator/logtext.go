@@ -99,8 +99,10 @@ func claimSummary(c *claims, verified bool) string {
 		add("azp", c.azp)
 	case c.clientID.Exists():
 		add("client_id", c.clientID)
-	default:
+	case c.appID.Exists():
 		add("appid", c.appID)
+	default:
+		add("cid", c.cid)
 	}
 	add("aud", c.aud)
 	if exp, ok := numericDate(c.exp); ok {

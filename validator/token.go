@@ -37,7 +37,7 @@ type header struct {
 // claims holds the registered claims found at the top level of the payload.
 // A zero gjson.Result (Type Null, Exists false) means absent.
 type claims struct {
-	iss, sub, aud, azp, clientID, appID gjson.Result
+	iss, sub, aud, azp, clientID, appID, cid gjson.Result
 	exp, nbf, iat                       gjson.Result
 	typ, nonce, atHash, cHash           gjson.Result
 	scope, scp                          gjson.Result
@@ -292,6 +292,8 @@ func (t *token) collectClaims() {
 			c.clientID = v
 		case "appid":
 			c.appID = v
+		case "cid":
+			c.cid = v
 		case "exp":
 			c.exp = v
 		case "nbf":

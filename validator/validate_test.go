@@ -313,6 +313,12 @@ func corpus() []corpusCase {
 			token: desc(func(f *fixture, t *tok) { t.c("azp", del).c("client_id", "svc") })},
 		{name: "azp wins over client_id", want: ReasonAzpNotAllowed, settings: Settings{"allowed_client_ids": "svc"},
 			token: desc(func(f *fixture, t *tok) { t.c("client_id", "svc") })},
+		{name: "Okta cid allowed when no azp, client_id or appid", want: ReasonOK, authnID: "8d8b6a2c-alice", settings: Settings{"allowed_client_ids": "0oa1okta"},
+			token: desc(func(f *fixture, t *tok) { t.c("azp", del).c("cid", "0oa1okta") })},
+		{name: "Okta cid not allowed", want: ReasonAzpNotAllowed, settings: Settings{"allowed_client_ids": "svc"},
+			token: desc(func(f *fixture, t *tok) { t.c("azp", del).c("cid", "0oa1okta") })},
+		{name: "azp wins over cid", want: ReasonAzpNotAllowed, settings: Settings{"allowed_client_ids": "0oa1okta"},
+			token: desc(func(f *fixture, t *tok) { t.c("cid", "0oa1okta") })},
 		{name: "azp not a string", want: ReasonInvalidClaim, settings: Settings{"allowed_client_ids": "psql"},
 			token: desc(func(f *fixture, t *tok) { t.c("azp", 5) })},
 

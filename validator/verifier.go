@@ -391,14 +391,14 @@ func (r *run) checkClaims() (Reason, string) {
 }
 
 // client returns the client the token was issued to: azp, else client_id
-// (RFC 9068, Okta), else appid (Entra ID v1). name is the claim used, ""
+// (RFC 9068), else appid (Entra ID v1), else cid (Okta). name is the claim used, ""
 // when none is present; ok is false when that claim is not a string.
 func (r *run) client() (client, name string, ok bool) {
 	c := &r.tok.claims
 	for _, x := range [...]struct {
 		name string
 		v    gjson.Result
-	}{{"azp", c.azp}, {"client_id", c.clientID}, {"appid", c.appID}} {
+	}{{"azp", c.azp}, {"client_id", c.clientID}, {"appid", c.appID}, {"cid", c.cid}} {
 		if x.v.Exists() {
 			return x.v.Str, x.name, x.v.Type == gjson.String
 		}
