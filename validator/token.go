@@ -38,9 +38,9 @@ type header struct {
 // A zero gjson.Result (Type Null, Exists false) means absent.
 type claims struct {
 	iss, sub, aud, azp, clientID, appID, cid gjson.Result
-	exp, nbf, iat                       gjson.Result
-	typ, nonce, atHash, cHash           gjson.Result
-	scope, scp                          gjson.Result
+	exp, nbf, iat                            gjson.Result
+	typ, nonce, atHash, cHash                gjson.Result
+	scope, scp                               gjson.Result
 }
 
 // token is a parsed compact JWS. It refers to the request's token string
