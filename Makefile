@@ -91,6 +91,11 @@ test: test-modules
 	$(GO) test -tags keycloak -count=1 -run TestKeycloak ./cmd/oauth_jwt_check/
 	$(TEST_ENV) bash -o pipefail -c '$(GO) test -p 1 -count=1 -timeout 45m -v ./test/... 2>&1 | tee $(BUILD)/test.log | grep -E "^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic)|\s+[a-z_]+_test.go:[0-9]+:"'
 
+# Connection latency and memory per login kind (docs/benchmarks.md), and Go validation benchmarks.
+bench: test-modules
+	$(TEST_ENV) OJW_BENCH_CONNECTIONS=300 $(GO) test -count=1 -run '^$$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/
+	$(GO) test -run '^$$' -bench 'Validate|Reject' -benchmem ./validator/
+
 # PostgreSQL 18 + oauth_jwt + Keycloak on this machine and a psql SSO login: interactive on a
 # terminal, self-approving otherwise (or with DEMO_ARGS=--auto).
 demo:
@@ -99,4 +104,4 @@ demo:
 demo-stop:
 	scripts/demo.sh stop
 
-.PHONY: test test-modules demo demo-stop
+.PHONY: test test-modules bench demo demo-stop
