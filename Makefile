@@ -21,7 +21,7 @@ GOTAGS = netgo,osusergo
 GO_LDFLAGS = -X=runtime.godebugDefault=asyncpreemptoff=1
 GO_SOURCES = $(shell find validator -name '*.go' -not -name '*_test.go') go.mod go.sum
 
-PG_CPPFLAGS = -I$(BUILD)
+PG_CPPFLAGS = -I$(BUILD) -Ivalidator/capi
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK = $(GOARCHIVE) -Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
 EXTRA_CLEAN = $(BUILD)
@@ -80,6 +80,8 @@ FUZZTIME ?= 30s
 TEST_ENV = OJW_PG_CONFIG=$(PG_CONFIG) OJW_BUILD_DIR=$(CURDIR)/$(BUILD)
 
 test: test-modules
+	rm -rf $(BUILD)/destdir && $(MAKE) -s install DESTDIR=$(CURDIR)/$(BUILD)/destdir >/dev/null
+	test -x "$(BUILD)/destdir$$($(PG_CONFIG) --pkglibdir)/oauth_jwt.so"   # make install puts it in pkglibdir
 	scripts/keycloak.sh fetch >/dev/null
 	$(GO) vet ./...
 	$(GO) vet -tags docker ./docker/...

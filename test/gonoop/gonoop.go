@@ -7,22 +7,9 @@
 package main
 
 /*
+#cgo CFLAGS: -I${SRCDIR}/../../validator/capi
 #include <stdlib.h>
-
-#define OJW_LEVEL_DEBUG 0
-#define OJW_LEVEL_LOG 1
-#define OJW_LEVEL_WARNING 2
-
-typedef struct OjwLog { int level; char *message; char *detail; } OjwLog;
-typedef struct OjwResult
-{
-	int		authorized;
-	int		internal_error;
-	char   *authn_id;
-	char   *reason;
-	int		nlogs;
-	OjwLog *logs;
-} OjwResult;
+#include "protocol.h"
 */
 import "C"
 
