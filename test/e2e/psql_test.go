@@ -82,7 +82,7 @@ func psqlDevice(t *testing.T, e *env, conninfo, approver string) psqlRun {
 						prompts <- prompt{uri, code}
 						sent = true
 					}
-				} else if keepStderrLine(line) {
+				} else if keycloak.SafeStderrLine(line) {
 					kept = append(kept, strings.TrimRight(line, "\r\n"))
 				}
 			}
@@ -113,21 +113,6 @@ func psqlDevice(t *testing.T, e *env, conninfo, approver string) psqlRun {
 	run.Stdout = stdout.String()
 	run.Stderr = scrub(strings.Join(kept, "\n"))
 	return run
-}
-
-// keepStderrLine says whether a line of psql's stderr may be kept for the test output:
-// psql's own messages, never PGOAUTHDEBUG's traces ("[libcurl] ...", "[libpq] ...") nor any
-// line naming a secret.
-func keepStderrLine(line string) bool {
-	if strings.HasPrefix(line, "[") {
-		return false
-	}
-	for _, secret := range []string{"access_token", "refresh_token", "id_token", "device_code", "client_secret", "Bearer", "eyJ"} {
-		if strings.Contains(line, secret) {
-			return false
-		}
-	}
-	return true
 }
 
 // cleanEnv is the environment without libpq variables that could change the connection.

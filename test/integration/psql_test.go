@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"github.com/oauth-jwt/oauth_jwt/test/keycloak"
 	"regexp"
 	"strconv"
 	"strings"
@@ -42,7 +43,7 @@ func TestPsqlDeviceFlowLogin(t *testing.T) {
 func redactDebug(s string) string {
 	var keep []string
 	for _, line := range strings.Split(s, "\n") {
-		if strings.Contains(line, "Visit ") || strings.HasPrefix(line, "psql:") {
+		if keycloak.SafeStderrLine(line) {
 			keep = append(keep, line)
 		}
 	}

@@ -17,6 +17,22 @@ import (
 
 var promptRE = regexp.MustCompile(`Visit (\S+) and enter the code: (\S+)`)
 
+// SafeStderrLine says whether a line of psql's standard error may be shown
+// or logged: psql's own messages, never the traces PGOAUTHDEBUG=UNSAFE
+// prints ("[libcurl] ...", "[libpq] ...", which carry tokens and secrets)
+// nor any line naming a secret.
+func SafeStderrLine(line string) bool {
+	if strings.HasPrefix(line, "[") {
+		return false
+	}
+	for _, secret := range []string{"access_token", "refresh_token", "id_token", "device_code", "client_secret", "Bearer", "eyJ"} {
+		if strings.Contains(line, secret) {
+			return false
+		}
+	}
+	return true
+}
+
 // ParseDevicePrompt recognises libpq's device-flow prompt on stderr,
 // "Visit <verification_uri> and enter the code: <user_code>" (oauth-curl.c prompt_user),
 // and returns the URI and the code.

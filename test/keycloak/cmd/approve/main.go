@@ -62,7 +62,7 @@ func main() {
 					fmt.Fprintf(out, "  (or %s and type the code %s),\n", uri, code)
 					fmt.Fprintf(out, "  log in as %s / %s and grant access. psql goes on by itself.\n\n", *user, *password)
 				}
-			} else if keep(text) {
+			} else if keycloak.SafeStderrLine(text) {
 				fmt.Fprintln(out, text)
 			}
 		}
@@ -74,20 +74,6 @@ func main() {
 			return
 		}
 	}
-}
-
-// keep says whether a line of psql's stderr may be shown: psql's own messages, never the
-// PGOAUTHDEBUG traces ("[libcurl] ...", "[libpq] ...") nor any line naming a secret.
-func keep(line string) bool {
-	if strings.HasPrefix(line, "[") {
-		return false
-	}
-	for _, secret := range []string{"access_token", "refresh_token", "id_token", "device_code", "client_secret", "Bearer", "eyJ"} {
-		if strings.Contains(line, secret) {
-			return false
-		}
-	}
-	return true
 }
 
 // complete is the verification URI with the code filled in (Keycloak's
