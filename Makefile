@@ -98,6 +98,10 @@ bench: test-modules
 	$(TEST_ENV) OJW_BENCH_CONNECTIONS=300 $(GO) test -count=1 -run '^$$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/
 	$(GO) test -run '^$$' -bench 'Validate|Reject' -benchmem ./validator/
 
+# The benchmark and load report: docs/report.md and docs/latency.png (about 8 minutes).
+report: test-modules
+	PG_CONFIG=$(PG_CONFIG) scripts/report.sh
+
 # PostgreSQL 18 + oauth_jwt + Keycloak on this machine and a psql SSO login: interactive on a
 # terminal, self-approving otherwise (or with DEMO_ARGS=--auto).
 demo:
@@ -106,4 +110,4 @@ demo:
 demo-stop:
 	scripts/demo.sh stop
 
-.PHONY: test test-modules bench demo demo-stop
+.PHONY: test test-modules bench report demo demo-stop
