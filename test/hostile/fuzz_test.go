@@ -130,10 +130,10 @@ func TestFuzzThroughServer(t *testing.T) {
 	dur := loadkit.EnvDuration("OJW_FUZZ_DURATION", 20*time.Second)
 	workers := loadkit.EnvInt("OJW_FUZZ_WORKERS", 6)
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d (OJW_FUZZ_SEED to repeat)", seed)
 	if s := loadkit.EnvInt("OJW_FUZZ_SEED", 0); s > 0 {
 		seed = uint64(s)
 	}
+	t.Logf("seed %d (OJW_FUZZ_SEED to repeat)", seed)
 
 	ci := startCorpusIssuer(t)
 	c := corpusCluster(t, ci)
@@ -171,7 +171,10 @@ func TestFuzzThroughServer(t *testing.T) {
 				if n%25 != 0 {
 					m := mutators[r.IntN(len(mutators))]
 					tok, name = m.fn(r, valid, pool), m.name
-					if tok == valid {
+					// PostgreSQL skips spaces between "Bearer" and the
+					// token (auth-oauth.c) before any validator sees it:
+					// such a "mutant" is the valid token itself.
+					if strings.TrimLeft(tok, " ") == valid {
 						continue
 					}
 				}
