@@ -530,7 +530,7 @@ func TestMintSignatures(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !strings.HasSuffix(tok, ".") || strings.Count(tok, ".") != 2 {
-			t.Errorf("token %q does not end with an empty signature", tok)
+			t.Errorf("the token (%d bytes) does not end with an empty signature", len(tok))
 		}
 		if h := tokenHeader(t, tok); h["alg"] != "none" {
 			t.Errorf("header alg = %v, want none", h["alg"])
