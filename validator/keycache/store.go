@@ -11,8 +11,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/tidwall/gjson"
 )
 
 const (
@@ -149,11 +152,66 @@ func (c *Cache) readEntry(name string) (*entryFile, error) {
 	if int64(len(data)) > limit {
 		return nil, nil // corrupt: larger than anything we write
 	}
-	var e entryFile
-	if err := json.Unmarshal(data, &e); err != nil {
-		return nil, nil // corrupt
+	return decodeEntry(data), nil
+}
+
+// entryFields are the members of an entry file, in the order GetManyBytes
+// returns them.
+var entryFields = []string{"version", "kind", "issuer", "url", "fetched_at", "body",
+	"attempted_at", "last_error", "last_error_kind"}
+
+// decodeEntry parses an entry file, or returns nil when it is corrupt: not
+// one JSON object, or a member of the wrong type. It reads what writeEntry
+// (encoding/json) writes without reflection, because it runs on every
+// login: the body is not copied and no decoder state is built.
+func decodeEntry(data []byte) *entryFile {
+	if !gjson.ValidBytes(data) {
+		return nil
 	}
-	return &e, nil
+	if !gjson.ParseBytes(data).IsObject() {
+		return nil
+	}
+	r := gjson.GetManyBytes(data, entryFields...)
+	var e entryFile
+	str := func(x gjson.Result, dst *string) bool {
+		switch x.Type {
+		case gjson.Null:
+			return !x.Exists() // absent is "", an explicit null is corrupt
+		case gjson.String:
+			*dst = x.Str
+			return true
+		}
+		return false
+	}
+	when := func(x gjson.Result, dst *time.Time) bool {
+		var s string
+		if !str(x, &s) {
+			return false
+		}
+		if s == "" {
+			return !x.Exists()
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		*dst = t
+		return err == nil
+	}
+	if r[0].Type != gjson.Number || r[0].Raw != strconv.Itoa(int(r[0].Int())) {
+		return nil
+	}
+	e.Version = int(r[0].Int())
+	if !str(r[1], &e.Kind) || !str(r[2], &e.Issuer) || !str(r[3], &e.URL) ||
+		!when(r[4], &e.FetchedAt) || !when(r[6], &e.AttemptedAt) ||
+		!str(r[7], &e.LastError) || !str(r[8], &e.LastErrorKind) {
+		return nil
+	}
+	if b := r[5]; b.Exists() {
+		if b.Type == gjson.Null {
+			return nil
+		}
+		// Raw is a subslice of data's string form: copy it once as bytes.
+		e.Body = json.RawMessage(b.Raw)
+	}
+	return &e
 }
 
 // writeEntry replaces the entry stored under name atomically: a temporary

@@ -1,0 +1,68 @@
+package keycache
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// TestDecodeEntry checks the reflection-free reader against what
+// writeEntry's encoding/json produces, and that every malformed entry is
+// treated as corrupt (nil) rather than partly read.
+func TestDecodeEntry(t *testing.T) {
+	at := time.Date(2026, 11, 24, 10, 30, 0, 123456789, time.FixedZone("x", 3600))
+	entries := map[string]*entryFile{
+		"success": {Version: entryVersion, Kind: kindJWKS, Issuer: "https://idp.example.com/realms/a", URL: "https://idp.example.com/certs",
+			FetchedAt: at, AttemptedAt: at, Body: json.RawMessage(`{"keys":[{"kty":"RSA","kid":"k\"1","n":"AQAB","e":"AQAB"}]}`)},
+		"failure record without body": {Version: entryVersion, Kind: kindDiscovery, Issuer: "https://idp.example.com/é", URL: "https://idp.example.com/.well-known/openid-configuration",
+			AttemptedAt: at, LastError: "GET https://idp.example.com: status 503 <Service Unavailable> & \"more\"", LastErrorKind: "unavailable"},
+		"stale body with a failure": {Version: entryVersion, Kind: kindJWKS, Issuer: "i", URL: "u", FetchedAt: at.Add(-time.Hour), AttemptedAt: at,
+			Body: json.RawMessage(`{"keys":[]}`), LastError: "timeout", LastErrorKind: "unavailable"},
+	}
+	for name, want := range entries {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			enc := json.NewEncoder(&buf)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(want); err != nil {
+				t.Fatal(err)
+			}
+			got := decodeEntry(buf.Bytes())
+			if got == nil {
+				t.Fatalf("decodeEntry(%s) = nil", buf.Bytes())
+			}
+			if !got.FetchedAt.Equal(want.FetchedAt) || !got.AttemptedAt.Equal(want.AttemptedAt) {
+				t.Errorf("times = %v, %v; want %v, %v", got.FetchedAt, got.AttemptedAt, want.FetchedAt, want.AttemptedAt)
+			}
+			got.FetchedAt, got.AttemptedAt = want.FetchedAt, want.AttemptedAt
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("decodeEntry = %+v\nwant %+v", got, want)
+			}
+		})
+	}
+
+	corrupt := []string{
+		``,
+		`null`,
+		`[]`,
+		`{"version":1,"kind":"jwks"`,
+		`{"version":"1","kind":"jwks","issuer":"i","url":"u"}`,
+		`{"version":1.5,"kind":"jwks","issuer":"i","url":"u"}`,
+		`{"kind":"jwks","issuer":"i","url":"u"}`,
+		`{"version":1,"kind":7,"issuer":"i","url":"u"}`,
+		`{"version":1,"kind":"jwks","issuer":null,"url":"u"}`,
+		`{"version":1,"kind":"jwks","issuer":"i","url":"u","fetched_at":"yesterday"}`,
+		`{"version":1,"kind":"jwks","issuer":"i","url":"u","fetched_at":""}`,
+		`{"version":1,"kind":"jwks","issuer":"i","url":"u","attempted_at":12}`,
+		`{"version":1,"kind":"jwks","issuer":"i","url":"u","body":null}`,
+		`{"version":1,"kind":"jwks","issuer":"i","url":"u","last_error":false}`,
+		`{"version":1,"kind":"jwks","issuer":"i","url":"u","body":{"keys":[}`,
+	}
+	for _, c := range corrupt {
+		if got := decodeEntry([]byte(c)); got != nil {
+			t.Errorf("decodeEntry(%q) = %+v; want nil (corrupt)", c, got)
+		}
+	}
+}
