@@ -119,7 +119,7 @@ func (c *Cache) parseDiscovery(issuer, docURL string, body []byte) (string, erro
 	// gjson rather than encoding/json: this runs on every login (the
 	// cached copy is re-checked), and reflection-based decoding was the
 	// largest part of a first validation in a fresh backend.
-	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
+	if !isJSONObject(body) {
 		return "", fmt.Errorf("discovery document at %s is not a JSON object", shown)
 	}
 	m := gjson.GetManyBytes(body, "issuer", "jwks_uri")
@@ -151,7 +151,7 @@ func (c *Cache) parseDiscovery(issuer, docURL string, body []byte) (string, erro
 // MaxKeys keys.
 func parseJWKS(jwksURL string, body []byte) (jwk.Set, error) {
 	shown := redactString(jwksURL)
-	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
+	if !isJSONObject(body) {
 		return nil, fmt.Errorf("JWKS at %s is not a JSON object", shown)
 	}
 	keys := gjson.GetBytes(body, "keys")

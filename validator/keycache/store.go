@@ -155,20 +155,22 @@ func (c *Cache) readEntry(name string) (*entryFile, error) {
 	return decodeEntry(data), nil
 }
 
+// isJSONObject reports whether b is one valid JSON object.
+func isJSONObject(b []byte) bool {
+	return gjson.ValidBytes(b) && gjson.ParseBytes(b).IsObject()
+}
+
 // entryFields are the members of an entry file, in the order GetManyBytes
 // returns them.
 var entryFields = []string{"version", "kind", "issuer", "url", "fetched_at", "body",
 	"attempted_at", "last_error", "last_error_kind"}
 
-// decodeEntry parses an entry file, or returns nil when it is corrupt: not
-// one JSON object, or a member of the wrong type. It reads what writeEntry
-// (encoding/json) writes without reflection, because it runs on every
-// login: the body is not copied and no decoder state is built.
+// decodeEntry parses what encodeEntry wrote, or returns nil when it is
+// corrupt: not one JSON object, or a member of the wrong type. It uses gjson
+// rather than encoding/json because it runs on every login: no reflection
+// and no decoder state.
 func decodeEntry(data []byte) *entryFile {
-	if !gjson.ValidBytes(data) {
-		return nil
-	}
-	if !gjson.ParseBytes(data).IsObject() {
+	if !isJSONObject(data) {
 		return nil
 	}
 	r := gjson.GetManyBytes(data, entryFields...)
@@ -208,22 +210,29 @@ func decodeEntry(data []byte) *entryFile {
 		if b.Type == gjson.Null {
 			return nil
 		}
-		// Raw is a subslice of data's string form: copy it once as bytes.
 		e.Body = json.RawMessage(b.Raw)
 	}
 	return &e
 }
 
-// writeEntry replaces the entry stored under name atomically: a temporary
-// file in the same directory, fsync, rename, fsync of the directory.
-func (c *Cache) writeEntry(name string, e *entryFile) (err error) {
+// encodeEntry is the on-disk form of e, which decodeEntry reads back.
+func encodeEntry(e *entryFile) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // keep the body as the provider sent it (compacted)
 	if err := enc.Encode(e); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// writeEntry replaces the entry stored under name atomically: a temporary
+// file in the same directory, fsync, rename, fsync of the directory.
+func (c *Cache) writeEntry(name string, e *entryFile) (err error) {
+	data, err := encodeEntry(e)
+	if err != nil {
 		return fmt.Errorf("keycache: encoding cache entry: %w", err)
 	}
-	data := buf.Bytes()
 	final := filepath.Join(c.dir, name+entrySuffix)
 	f, err := os.CreateTemp(c.dir, "."+name+".tmp*") // O_EXCL, mode 0600
 	if err != nil {

@@ -1,7 +1,6 @@
 package keycache
 
 import (
-	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -9,7 +8,7 @@ import (
 )
 
 // TestDecodeEntry checks the reflection-free reader against what
-// writeEntry's encoding/json produces, and that every malformed entry is
+// encodeEntry (writeEntry's encoding) produces, and that every malformed entry is
 // treated as corrupt (nil) rather than partly read.
 func TestDecodeEntry(t *testing.T) {
 	at := time.Date(2026, 11, 24, 10, 30, 0, 123456789, time.FixedZone("x", 3600))
@@ -23,15 +22,13 @@ func TestDecodeEntry(t *testing.T) {
 	}
 	for name, want := range entries {
 		t.Run(name, func(t *testing.T) {
-			var buf bytes.Buffer
-			enc := json.NewEncoder(&buf)
-			enc.SetEscapeHTML(false)
-			if err := enc.Encode(want); err != nil {
+			data, err := encodeEntry(want)
+			if err != nil {
 				t.Fatal(err)
 			}
-			got := decodeEntry(buf.Bytes())
+			got := decodeEntry(data)
 			if got == nil {
-				t.Fatalf("decodeEntry(%s) = nil", buf.Bytes())
+				t.Fatalf("decodeEntry(%s) = nil", data)
 			}
 			if !got.FetchedAt.Equal(want.FetchedAt) || !got.AttemptedAt.Equal(want.AttemptedAt) {
 				t.Errorf("times = %v, %v; want %v, %v", got.FetchedAt, got.AttemptedAt, want.FetchedAt, want.AttemptedAt)
