@@ -4,12 +4,11 @@ import (
 	"context"
 	"testing"
 
-	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/oauth-jwt/oauth_jwt/validator/keycache"
 )
 
 // warmSource serves a fixed key set, like a warm cache.
-type warmSource struct{ set jwk.Set }
+type warmSource struct{ set *keycache.KeySet }
 
 func (w warmSource) Keys(context.Context, keycache.Query) (keycache.Keys, error) {
 	return keycache.Keys{Set: w.set, FetchedAt: testNow}, nil
@@ -18,7 +17,7 @@ func (w warmSource) Keys(context.Context, keycache.Query) (keycache.Keys, error)
 func benchValidate(b *testing.B, t *tok) {
 	b.Helper()
 	f := testFixture(b)
-	v := newTestVerifier(b, warmSource{f.set}, Settings{"required_scopes": "db", "allowed_client_ids": "psql"})
+	v := newTestVerifier(b, warmSource{toKeySet(f.set)}, Settings{"required_scopes": "db", "allowed_client_ids": "psql"})
 	req := Request{Token: t.build(b), Issuer: testIssuer}
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -48,7 +47,7 @@ func BenchmarkValidateEdDSA(b *testing.B) {
 // signature verification).
 func BenchmarkRejectExpired(b *testing.B) {
 	f := testFixture(b)
-	v := newTestVerifier(b, warmSource{f.set}, nil)
+	v := newTestVerifier(b, warmSource{toKeySet(f.set)}, nil)
 	req := Request{Token: f.rs256().c("exp", 1).build(b), Issuer: testIssuer}
 	ctx := context.Background()
 	b.ReportAllocs()

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -18,7 +19,7 @@ import (
 
 // staticKeys is a key source holding a fixed key set, as an air-gapped
 // site or a test would use.
-type staticKeys struct{ set jwk.Set }
+type staticKeys struct{ set *keycache.KeySet }
 
 func (s staticKeys) Keys(context.Context, keycache.Query) (keycache.Keys, error) {
 	return keycache.Keys{Set: s.set}, nil
@@ -30,7 +31,7 @@ var now = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 
 // issue returns an identity provider's key set and a function that signs
 // access tokens with its key.
-func issue() (jwk.Set, func(exp time.Time) string) {
+func issue() (*keycache.KeySet, func(exp time.Time) string) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		panic(err)
@@ -40,8 +41,10 @@ func issue() (jwk.Set, func(exp time.Time) string) {
 	pub, _ := key.PublicKey()
 	_ = pub.Set(jwk.AlgorithmKey, jwa.ES256())
 	_ = pub.Set(jwk.KeyUsageKey, "sig")
-	set := jwk.NewSet()
-	_ = set.AddKey(pub)
+	jwks := jwk.NewSet()
+	_ = jwks.AddKey(pub)
+	js, _ := json.Marshal(jwks)
+	set, _ := keycache.ParseKeySet(js)
 	sign := func(exp time.Time) string {
 		tok, err := jwt.NewBuilder().
 			Issuer(issuer).

@@ -2,19 +2,13 @@ package validator
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/oauth-jwt/oauth_jwt/validator/keycache"
 	"github.com/tidwall/gjson"
 )
@@ -446,7 +440,7 @@ func keySourceText(p *Policy, issuer string) string {
 }
 
 // keyList names the keys of a set for a check: kid, type, alg, use.
-func keyList(set jwk.Set) string {
+func keyList(set *keycache.KeySet) string {
 	infos := DescribeKeys(set)
 	if len(infos) == 0 {
 		return "no keys"
@@ -471,41 +465,18 @@ func keyList(set jwk.Set) string {
 
 // DescribeKeys describes every key of set, applying to each the same key
 // rules as Validate, for every supported algorithm.
-func DescribeKeys(set jwk.Set) []KeyInfo {
+func DescribeKeys(set *keycache.KeySet) []KeyInfo {
 	if set == nil {
 		return nil
 	}
 	var out []KeyInfo
-	for i := 0; i < set.Len(); i++ {
-		k, ok := set.Key(i)
-		if !ok {
-			continue
-		}
-		var ki KeyInfo
-		ki.KID, _ = k.KeyID()
-		if uk, ok := k.(jwk.UnsupportedKey); ok {
-			raw, _ := json.Marshal(uk)
-			entry := gjson.ParseBytes(raw)
-			ki.Type, ki.Alg, ki.Use = entry.Get("kty").String(), entry.Get("alg").String(), entry.Get("use").String()
-			if n, err := b64.DecodeString(entry.Get("n").String()); err == nil && ki.Type == "RSA" {
-				ki.Bits = new(big.Int).SetBytes(n).BitLen()
-			}
-		} else {
-			ki.Type = k.KeyType().String()
-			if a, ok := k.Algorithm(); ok {
-				ki.Alg = a.String()
-			}
-			if u, ok := k.KeyUsage(); ok {
-				ki.Use = u
-			}
-			ki.Bits = keyBits(k)
-		}
+	for _, k := range set.Keys {
+		ki := KeyInfo{KID: k.KID, Type: k.Kty, Alg: k.Alg, Use: k.Use, Bits: k.Bits}
 		var worst *keyProblem
 		for _, alg := range supportedAlgorithms {
-			c, p := usable(k, alg)
+			_, p := usable(k, alg)
 			if p == nil {
 				ki.Verifies = append(ki.Verifies, alg)
-				ki.Bits = c.bits
 				continue
 			}
 			// Prefer the problem with the key's own alg, else the worst.
@@ -519,27 +490,6 @@ func DescribeKeys(set jwk.Set) []KeyInfo {
 		out = append(out, ki)
 	}
 	return out
-}
-
-// keyBits returns the size of a public key: the RSA modulus, the EC
-// curve, 256 for Ed25519; 0 for anything else.
-func keyBits(k jwk.Key) int {
-	var raw any
-	if err := jwk.Export(k, &raw); err != nil {
-		return 0
-	}
-	if s, ok := raw.(crypto.Signer); ok {
-		raw = s.Public()
-	}
-	switch pub := raw.(type) {
-	case *rsa.PublicKey:
-		return pub.N.BitLen()
-	case *ecdsa.PublicKey:
-		return pub.Curve.Params().BitSize
-	case ed25519.PublicKey:
-		return 256
-	}
-	return 0
 }
 
 // DecodeToken decodes what a token shows, for display: the header and

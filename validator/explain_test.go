@@ -170,7 +170,7 @@ func TestExplainInternalError(t *testing.T) {
 func TestExplainKeys(t *testing.T) {
 	f := testFixture(t)
 	byKID := map[string]KeyInfo{}
-	for _, k := range DescribeKeys(f.set) {
+	for _, k := range DescribeKeys(toKeySet(f.set)) {
 		byKID[k.KID] = k
 	}
 	for kid, want := range map[string]string{

@@ -166,7 +166,25 @@ func (m *memSource) Keys(_ context.Context, q keycache.Query) (keycache.Keys, er
 	if q.MissingKID != "" && m.afterKID != nil {
 		set = m.afterKID
 	}
-	return keycache.Keys{Set: set, FetchedAt: testNow.Add(-2 * time.Hour), Stale: m.stale, StaleCause: m.cause}, nil
+	return keycache.Keys{Set: toKeySet(set), FetchedAt: testNow.Add(-2 * time.Hour), Stale: m.stale, StaleCause: m.cause}, nil
+}
+
+// toKeySet turns a set built with jwx into what the key cache serves: its
+// JSON, parsed by keycache.ParseKeySet. The tests build keys and sign tokens
+// with jwx, and the validator checks them with its own code.
+func toKeySet(set jwk.Set) *keycache.KeySet {
+	if set == nil {
+		return nil
+	}
+	js, err := json.Marshal(set)
+	if err != nil {
+		panic(err)
+	}
+	ks, err := keycache.ParseKeySet(js)
+	if err != nil {
+		panic(err)
+	}
+	return ks
 }
 
 // tok describes a token to build.

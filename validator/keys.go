@@ -6,15 +6,12 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"encoding/json"
 	"fmt"
 	"math/big"
 	"slices"
 	"strings"
 
-	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
-	"github.com/tidwall/gjson"
+	"github.com/oauth-jwt/oauth_jwt/validator/keycache"
 )
 
 // MinRSABits is the shortest RSA key that may verify a token (RFC 8725
@@ -44,19 +41,15 @@ type candidate struct {
 // With a kid, only keys with that kid are considered; missing reports that
 // none has it (the caller may then ask for a refetch). Without a kid, the
 // set must hold exactly one usable signing key for the alg.
-func selectKeys(set jwk.Set, h *header) (cands []candidate, missing bool, prob *keyProblem) {
-	if set == nil {
+func selectKeys(set *keycache.KeySet, h *header) (cands []candidate, missing bool, prob *keyProblem) {
+	if set.Len() == 0 {
 		return nil, h.hasKID, &keyProblem{reason: ReasonUnknownKID, detail: "The key set is empty."}
 	}
 	n := set.Len()
 	if h.hasKID {
 		found := false
-		for i := 0; i < n; i++ {
-			k, ok := set.Key(i)
-			if !ok {
-				continue
-			}
-			if kid, _ := k.KeyID(); kid != h.kid {
+		for _, k := range set.Keys {
+			if k.KID != h.kid {
 				continue
 			}
 			found = true
@@ -82,11 +75,7 @@ func selectKeys(set jwk.Set, h *header) (cands []candidate, missing bool, prob *
 		return nil, false, prob
 	}
 	// No kid: only an unambiguous key set may be used.
-	for i := 0; i < n; i++ {
-		k, ok := set.Key(i)
-		if !ok {
-			continue
-		}
+	for _, k := range set.Keys {
 		c, p := usable(k, h.alg)
 		switch {
 		case p == nil:
@@ -111,29 +100,24 @@ func selectKeys(set jwk.Set, h *header) (cands []candidate, missing bool, prob *
 }
 
 // usable checks that k is a public signing key fit for alg.
-func usable(k jwk.Key, alg string) (candidate, *keyProblem) {
-	kid, _ := k.KeyID()
-	qkid := quote(kid)
-	if uk, ok := k.(jwk.UnsupportedKey); ok {
-		return candidate{}, unsupportedProblem(uk, qkid, alg)
-	}
-	if use, ok := k.KeyUsage(); ok && use != "sig" {
+func usable(k *keycache.JWK, alg string) (candidate, *keyProblem) {
+	qkid := quote(k.KID)
+	if k.HasUse && k.Use != "sig" {
 		return candidate{}, &keyProblem{rank: 1, reason: ReasonKIDNotSigningKey,
-			detail: fmt.Sprintf("The key with kid %s is not a signing key (use %s).", qkid, quote(use))}
+			detail: fmt.Sprintf("The key with kid %s is not a signing key (use %s).", qkid, quote(k.Use))}
 	}
-	if ops, ok := k.KeyOps(); ok && !slices.Contains(ops, jwk.KeyOpVerify) {
+	if k.HasKeyOps && !slices.Contains(k.KeyOps, "verify") {
 		return candidate{}, &keyProblem{rank: 1, reason: ReasonKIDNotSigningKey,
 			detail: fmt.Sprintf("The key with kid %s is not a signing key (its key_ops do not include \"verify\").", qkid)}
 	}
-	if ka, ok := k.Algorithm(); ok && ka.String() != alg {
+	if k.HasAlg && k.Alg != alg {
 		return candidate{}, &keyProblem{rank: 2, reason: ReasonKeyAlgMismatch,
-			detail: fmt.Sprintf("The key with kid %s is for alg %s but the token header says %s.", qkid, quote(ka.String()), quote(alg))}
+			detail: fmt.Sprintf("The key with kid %s is for alg %s but the token header says %s.", qkid, quote(k.Alg), quote(alg))}
 	}
 	mismatch := func(what string) (candidate, *keyProblem) {
 		return candidate{}, &keyProblem{rank: 3, reason: ReasonKeyTypeMismatch,
 			detail: fmt.Sprintf("The key with kid %s is %s, which cannot verify %s signatures.", qkid, what, alg)}
 	}
-	kty := k.KeyType().String()
 	var want string
 	switch {
 	case strings.HasPrefix(alg, "RS"), strings.HasPrefix(alg, "PS"):
@@ -143,83 +127,95 @@ func usable(k jwk.Key, alg string) (candidate, *keyProblem) {
 	case alg == "EdDSA":
 		want = "OKP"
 	}
-	if kty != want {
-		return mismatch("a key of type " + quote(kty))
+	if k.Kty != want {
+		return mismatch("a key of type " + quote(k.Kty))
 	}
-	var raw any
-	if err := jwk.Export(k, &raw); err != nil {
-		return mismatch("a key that cannot be decoded")
-	}
-	if s, ok := raw.(crypto.Signer); ok {
-		raw = s.Public() // a JWKS should hold no private keys; use the public half
-	}
-	c := candidate{kid: kid, pub: raw}
-	switch pub := raw.(type) {
+	c := candidate{kid: k.KID, pub: k.Public, bits: k.Bits}
+	switch pub := k.Public.(type) {
 	case *rsa.PublicKey:
-		c.bits = pub.N.BitLen()
 		if c.bits < MinRSABits {
 			return candidate{}, &keyProblem{rank: 4, reason: ReasonWeakKey,
 				detail: fmt.Sprintf("The key with kid %s is a %d-bit RSA key; at least %d bits are required.", qkid, c.bits, MinRSABits)}
 		}
 	case *ecdsa.PublicKey:
-		var curve elliptic.Curve
-		switch alg {
-		case "ES256":
-			curve = elliptic.P256()
-		case "ES384":
-			curve = elliptic.P384()
-		case "ES512":
-			curve = elliptic.P521()
-		}
-		if pub.Curve != curve {
+		if pub.Curve != curveFor(alg) {
 			return mismatch("an EC key on curve " + pub.Curve.Params().Name)
 		}
-		c.bits = pub.Curve.Params().BitSize
 	case ed25519.PublicKey:
-		if len(pub) != ed25519.PublicKeySize {
-			return mismatch("a malformed Ed25519 key")
-		}
-		c.bits = 256
 	default:
-		return mismatch(fmt.Sprintf("a key of type %s and of an unsupported kind", quote(kty)))
+		if k.Problem != "" {
+			return candidate{}, &keyProblem{rank: 3, reason: ReasonKeyTypeMismatch,
+				detail: fmt.Sprintf("The key with kid %s could not be decoded (%s).", qkid, k.Problem)}
+		}
+		return mismatch(fmt.Sprintf("a key of type %s and of an unsupported kind", quote(k.Kty)))
 	}
 	return c, nil
 }
 
-// unsupportedProblem explains why a key set entry that jwx could not parse
-// (kept as a placeholder when the set is parsed leniently) cannot verify:
-// jwx refuses RSA keys under 2048 bits at parse time, and such a key must
-// be reported as weak_key.
-func unsupportedProblem(uk jwk.UnsupportedKey, qkid, alg string) *keyProblem {
-	raw, err := json.Marshal(uk) // the entry's original JSON
-	if err != nil {
-		raw = nil
+// curveFor is the curve an ES* algorithm signs with (nil for others).
+func curveFor(alg string) elliptic.Curve {
+	switch alg {
+	case "ES256":
+		return elliptic.P256()
+	case "ES384":
+		return elliptic.P384()
+	case "ES512":
+		return elliptic.P521()
 	}
-	entry := gjson.ParseBytes(raw)
-	if use := entry.Get("use"); use.Exists() && use.String() != "sig" {
-		return &keyProblem{rank: 1, reason: ReasonKIDNotSigningKey,
-			detail: fmt.Sprintf("The key with kid %s is not a signing key (use %s).", qkid, quote(use.String()))}
-	}
-	if ka := entry.Get("alg"); ka.Exists() && ka.String() != alg {
-		return &keyProblem{rank: 2, reason: ReasonKeyAlgMismatch,
-			detail: fmt.Sprintf("The key with kid %s is for alg %s but the token header says %s.", qkid, quote(ka.String()), quote(alg))}
-	}
-	if entry.Get("kty").String() == "RSA" {
-		if n, err := b64.DecodeString(entry.Get("n").String()); err == nil {
-			if bits := new(big.Int).SetBytes(n).BitLen(); bits > 0 && bits < MinRSABits {
-				return &keyProblem{rank: 4, reason: ReasonWeakKey,
-					detail: fmt.Sprintf("The key with kid %s is a %d-bit RSA key; at least %d bits are required.", qkid, bits, MinRSABits)}
-			}
-		}
-	}
-	return &keyProblem{rank: 3, reason: ReasonKeyTypeMismatch,
-		detail: fmt.Sprintf("The key with kid %s could not be decoded (%s).", qkid, oneLine(uk.Reason()))}
+	return nil
 }
 
-// verifySignature checks sig over input with pub.
+// hashFor is the hash of an RS*, PS* or ES* algorithm.
+func hashFor(alg string) crypto.Hash {
+	switch alg[len(alg)-3:] {
+	case "256":
+		return crypto.SHA256
+	case "384":
+		return crypto.SHA384
+	case "512":
+		return crypto.SHA512
+	}
+	return 0
+}
+
+// verifySignature checks sig over input with pub for alg (RFC 7518 section
+// 3), with the standard library's implementations: PKCS #1 v1.5 and PSS
+// (salt as long as the hash) for RS* and PS*, r||s of fixed size for ES*,
+// Ed25519 for EdDSA. The caller has matched pub's type to alg (usable).
 func verifySignature(pub crypto.PublicKey, alg, input string, sig []byte) bool {
 	if len(sig) == 0 {
 		return false
 	}
-	return jwsbb.Verify(pub, alg, []byte(input), sig) == nil
+	if alg == "EdDSA" {
+		k, ok := pub.(ed25519.PublicKey)
+		return ok && ed25519.Verify(k, []byte(input), sig)
+	}
+	h := hashFor(alg)
+	if h == 0 || len(alg) != 5 {
+		return false
+	}
+	hh := h.New()
+	hh.Write([]byte(input))
+	digest := hh.Sum(nil)
+	switch alg[:2] {
+	case "RS":
+		k, ok := pub.(*rsa.PublicKey)
+		return ok && rsa.VerifyPKCS1v15(k, h, digest, sig) == nil
+	case "PS":
+		k, ok := pub.(*rsa.PublicKey)
+		return ok && rsa.VerifyPSS(k, h, digest, sig, &rsa.PSSOptions{Hash: h, SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
+	case "ES":
+		k, ok := pub.(*ecdsa.PublicKey)
+		if !ok || k.Curve != curveFor(alg) {
+			return false
+		}
+		size := (k.Curve.Params().BitSize + 7) / 8
+		if len(sig) != 2*size {
+			return false
+		}
+		r := new(big.Int).SetBytes(sig[:size])
+		s := new(big.Int).SetBytes(sig[size:])
+		return ecdsa.Verify(k, digest, r, s)
+	}
+	return false
 }

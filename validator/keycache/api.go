@@ -3,10 +3,7 @@ package keycache
 import (
 	"context"
 	"errors"
-	"net/http"
 	"time"
-
-	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
 // Query names the keys wanted.
@@ -35,7 +32,7 @@ type Query struct {
 // Keys is an issuer's key set as served by the cache.
 type Keys struct {
 	// Set holds the JWKS as fetched (all keys; the caller filters by use/alg).
-	Set jwk.Set
+	Set *KeySet
 	// FetchedAt is when the JWKS was fetched from the identity provider.
 	FetchedAt time.Time
 	// Stale is true when the keys are last-known-good served because a
@@ -97,7 +94,7 @@ type Config struct {
 	// HTTPClient does every fetch; its Timeout bounds each request. Nil
 	// means NewHTTPClient(10*time.Second, "", ""). The cache uses a copy
 	// whose redirect check also applies the https rule below.
-	HTTPClient *http.Client
+	HTTPClient *HTTPClient
 	// MaxBodyBytes bounds every response body (default 1 MiB).
 	MaxBodyBytes int64
 	// RequireHTTPS refuses every http:// URL. When false, http:// is
@@ -107,3 +104,14 @@ type Config struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
+
+// NeedsNetworkError is what a CacheOnly query returns when the answer needs
+// a fetch. It matches ErrNeedsNetwork and carries the query to fetch with
+// (CacheOnly cleared): the module hands it to the oauth_jwt_fetch helper,
+// then asks the cache again.
+type NeedsNetworkError struct {
+	Query Query
+}
+
+func (e *NeedsNetworkError) Error() string { return ErrNeedsNetwork.Error() }
+func (e *NeedsNetworkError) Unwrap() error { return ErrNeedsNetwork }

@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
 // Defaults for the zero values of Config.
@@ -43,7 +40,7 @@ type Cache struct {
 	maxBody      int64
 	requireHTTPS bool
 	now          func() time.Time
-	client       *http.Client
+	client       *HTTPClient
 
 	mu      sync.Mutex
 	running map[string]chan struct{} // in-process single flight, by entry name
@@ -101,22 +98,9 @@ func New(cfg Config) (*Cache, error) {
 			return nil, err
 		}
 	}
-	// A copy, so that redirects also obey the https rule.
-	client := *base
-	next := base.CheckRedirect
-	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if err := c.checkParsedURL(req.URL); err != nil {
-			return fmt.Errorf("redirect refused: %w", err)
-		}
-		if next != nil {
-			return next(req, via)
-		}
-		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
-		}
-		return nil
+	if err := c.setClient(base); err != nil {
+		return nil, err
 	}
-	c.client = &client
 	if err := c.prepareDir(); err != nil {
 		return nil, err
 	}
@@ -142,7 +126,7 @@ type spec struct {
 
 // result is a document as get serves it.
 type result struct {
-	value     any // jwks_uri string or jwk.Set
+	value     any // jwks_uri string or *KeySet
 	fetchedAt time.Time
 	fetched   bool // this call fetched it
 	stale     bool
@@ -189,7 +173,7 @@ func (c *Cache) Keys(ctx context.Context, q Query) (keys Keys, err error) {
 			parse: func(b []byte) (any, error) { return c.parseDiscovery(q.Issuer, docURL, b) },
 		})
 		if err != nil {
-			return Keys{}, err
+			return Keys{}, needsNetwork(err, q)
 		}
 		jwksURL = res.value.(string)
 		keys.Fetched = res.fetched
@@ -204,9 +188,9 @@ func (c *Cache) Keys(ctx context.Context, q Query) (keys Keys, err error) {
 		parse: func(b []byte) (any, error) { return parseJWKS(jwksURL, b) },
 	})
 	if err != nil {
-		return Keys{}, err
+		return Keys{}, needsNetwork(err, q)
 	}
-	keys.Set = res.value.(jwk.Set)
+	keys.Set = res.value.(*KeySet)
 	keys.FetchedAt = res.fetchedAt
 	keys.Fetched = keys.Fetched || res.fetched
 	if res.stale {
@@ -217,6 +201,15 @@ func (c *Cache) Keys(ctx context.Context, q Query) (keys Keys, err error) {
 		keys.StaleCause = strings.Join(causes, "; ")
 	}
 	return keys, nil
+}
+
+// needsNetwork turns ErrNeedsNetwork into a NeedsNetworkError for q.
+func needsNetwork(err error, q Query) error {
+	if err != ErrNeedsNetwork {
+		return err
+	}
+	q.CacheOnly = false
+	return &NeedsNetworkError{Query: q}
 }
 
 // get serves the document s names: from disk when fresh enough, else
@@ -342,12 +335,11 @@ func (c *Cache) needFetch(cur loaded, s spec, now time.Time) bool {
 }
 
 func hasKID(v any, kid string) bool {
-	set, ok := v.(jwk.Set)
+	set, ok := v.(*KeySet)
 	if !ok {
 		return true
 	}
-	_, found := set.LookupKeyID(kid)
-	return found
+	return set.HasKID(kid)
 }
 
 // serve returns what the entry can give at now: fresh, stale (within
@@ -414,6 +406,9 @@ func (c *Cache) fetchLocked(ctx context.Context, name string, s spec) (result, e
 	var value any
 	if ferr == nil {
 		value, ferr = s.parse(body)
+	}
+	if ferr == nil && s.kind == kindJWKS {
+		ferr = crossCheckJWKS(s.url, body)
 	}
 	now := c.now()
 	if ferr == nil {

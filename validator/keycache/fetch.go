@@ -1,16 +1,12 @@
 package keycache
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 
-	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/tidwall/gjson"
 )
 
@@ -26,8 +22,8 @@ func isLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // checkURL refuses URLs that are not absolute http(s) URLs, and http URLs
@@ -76,42 +72,6 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// httpGet fetches rawURL and returns its body: status 200 required, body at
-// most maxBody bytes. Error texts name the URL without secrets.
-func (c *Cache) httpGet(ctx context.Context, rawURL, accept string) ([]byte, error) {
-	shown := redactString(rawURL)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", shown, err)
-	}
-	req.Header.Set("Accept", accept)
-	req.Header.Set("User-Agent", "oauth_jwt")
-	resp, err := c.client.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // its text repeats the full URL
-		}
-		return nil, fmt.Errorf("GET %s: %w", shown, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, fmt.Errorf("GET %s: status %d %s", shown, resp.StatusCode, http.StatusText(resp.StatusCode))
-	}
-	if resp.ContentLength > c.maxBody {
-		return nil, fmt.Errorf("GET %s: %w (Content-Length %d, limit %d bytes)", shown, ErrTooLarge, resp.ContentLength, c.maxBody)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: reading the body: %w", shown, err)
-	}
-	if int64(len(body)) > c.maxBody {
-		return nil, fmt.Errorf("GET %s: %w (limit %d bytes)", shown, ErrTooLarge, c.maxBody)
-	}
-	return body, nil
-}
-
 // parseDiscovery checks a discovery document fetched for issuer and returns
 // its jwks_uri.
 func (c *Cache) parseDiscovery(issuer, docURL string, body []byte) (string, error) {
@@ -147,43 +107,23 @@ func (c *Cache) parseDiscovery(issuer, docURL string, body []byte) (string, erro
 	return jwksURI, nil
 }
 
-// parseJWKS parses a JWK set, refusing an empty set or one of more than
-// MaxKeys keys.
-func parseJWKS(jwksURL string, body []byte) (jwk.Set, error) {
+// parseJWKS parses a JWK set, refusing an empty set, one of more than
+// MaxKeys keys, or one in which no key can be decoded.
+//
+// Lenient: an entry that cannot be used (a 1024-bit RSA key, an unknown
+// curve) stays in the set and can verify nothing (the validator reports
+// weak_key or key_type_mismatch for tokens naming it), instead of failing
+// the whole set and with it every login for the issuer.
+func parseJWKS(jwksURL string, body []byte) (*KeySet, error) {
 	shown := redactString(jwksURL)
-	if !isJSONObject(body) {
-		return nil, fmt.Errorf("JWKS at %s is not a JSON object", shown)
-	}
-	keys := gjson.GetBytes(body, "keys")
-	if !keys.IsArray() {
-		return nil, fmt.Errorf("JWKS at %s has no \"keys\" array", shown)
-	}
-	n := 0
-	keys.ForEach(func(_, _ gjson.Result) bool { n++; return true })
-	switch {
-	case n == 0:
-		return nil, fmt.Errorf("JWKS at %s contains no keys", shown)
-	case n > MaxKeys:
-		return nil, fmt.Errorf("JWKS at %s contains %d keys, more than %d", shown, n, MaxKeys)
-	}
-	// Lenient: an entry jwx cannot use (a 1024-bit RSA key, an unknown
-	// curve) stays in the set as a jwk.UnsupportedKey placeholder that can
-	// verify nothing (the validator reports weak_key or key_type_mismatch
-	// for tokens naming it), instead of failing the whole set and with it
-	// every login for the issuer. A set with no usable key is an error.
-	set, err := jwk.Parse(body, jwk.WithMaxKeys(MaxKeys), jwk.WithStrictKeySetParsing(false))
+	set, err := ParseKeySet(body)
 	if err != nil {
-		return nil, fmt.Errorf("JWKS at %s: %s", shown, truncate(err.Error(), 200))
+		return nil, fmt.Errorf("JWKS at %s %s", shown, err)
 	}
-	usable := 0
-	for i := 0; i < set.Len(); i++ {
-		if k, ok := set.Key(i); ok {
-			if _, unsupported := k.(jwk.UnsupportedKey); !unsupported {
-				usable++
-			}
-		}
-	}
-	if usable == 0 {
+	switch {
+	case set.Len() == 0:
+		return nil, fmt.Errorf("JWKS at %s contains no keys", shown)
+	case set.Usable() == 0:
 		return nil, fmt.Errorf("JWKS at %s contains no usable keys", shown)
 	}
 	return set, nil

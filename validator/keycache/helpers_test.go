@@ -250,12 +250,10 @@ func checkHits(tb testing.TB, p *testIDP, wantDisc, wantJWKS int64) {
 }
 
 // kidsOf lists the kids of a key set.
-func kidsOf(set jwk.Set) []string {
+func kidsOf(set *KeySet) []string {
 	var out []string
-	for i := range set.Len() {
-		k, _ := set.Key(i)
-		kid, _ := k.KeyID()
-		out = append(out, kid)
+	for _, k := range set.Keys {
+		out = append(out, k.KID)
 	}
 	return out
 }

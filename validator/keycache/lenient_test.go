@@ -5,14 +5,15 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"testing"
-
-	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
-// One unusable entry (here a 1024-bit RSA key, which jwx refuses) must not
-// sink the whole set: the good key stays usable, the bad one becomes a
-// placeholder. A set of nothing but unusable entries is still an error.
+// One unusable entry (here an EC key on an unknown curve) must not sink the
+// whole set: the good key stays usable, the bad one stays as a placeholder
+// with its problem. A set of nothing but undecodable entries is an error. A
+// 1024-bit RSA key decodes (the validator refuses it as weak_key, with its
+// size), so a set of only such keys is kept.
 func TestParseJWKSLenient(t *testing.T) {
 	weak, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
@@ -20,6 +21,7 @@ func TestParseJWKSLenient(t *testing.T) {
 	}
 	weakJSON := map[string]any{"kty": "RSA", "kid": "weak", "use": "sig", "alg": "RS256",
 		"n": base64.RawURLEncoding.EncodeToString(weak.N.Bytes()), "e": "AQAB"}
+	badCurve := map[string]any{"kty": "EC", "kid": "secp256k1", "crv": "secp256k1", "x": "AAAA", "y": "AAAA"}
 	var good map[string]any
 	var set struct {
 		Keys []map[string]any `json:"keys"`
@@ -35,8 +37,10 @@ func TestParseJWKSLenient(t *testing.T) {
 		wantErr    bool
 		wantUsable string
 	}{
+		{"good and unknown curve", []map[string]any{good, badCurve}, false, "good"},
 		{"good and weak", []map[string]any{good, weakJSON}, false, "good"},
-		{"weak only", []map[string]any{weakJSON}, true, ""},
+		{"weak only", []map[string]any{weakJSON}, false, "weak"},
+		{"unknown curve only", []map[string]any{badCurve}, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body, _ := json.Marshal(map[string]any{"keys": tc.keys})
@@ -50,12 +54,22 @@ func TestParseJWKSLenient(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			k, ok := s.LookupKeyID(tc.wantUsable)
-			if !ok {
+			var k *JWK
+			for _, e := range s.Keys {
+				if e.KID == tc.wantUsable {
+					k = e
+				}
+			}
+			if k == nil {
 				t.Fatalf("key %q missing", tc.wantUsable)
 			}
-			if _, unsupported := k.(jwk.UnsupportedKey); unsupported {
-				t.Fatalf("key %q is a placeholder", tc.wantUsable)
+			if k.Problem != "" || k.Public == nil {
+				t.Fatalf("key %q is a placeholder: %q", tc.wantUsable, k.Problem)
+			}
+			for _, e := range s.Keys {
+				if e.KID == "secp256k1" && !strings.Contains(e.Problem, "unsupported EC curve") {
+					t.Errorf("the secp256k1 entry has problem %q", e.Problem)
+				}
 			}
 			if s.Len() != len(tc.keys) {
 				t.Errorf("set has %d entries, want %d (placeholders kept)", s.Len(), len(tc.keys))
