@@ -1,7 +1,8 @@
 # Makefile for oauth_jwt, a PostgreSQL 18 OAuth validator module.
 #
 #   make                      build oauth_jwt.so (the C shim linked with the Go c-archive)
-#   make install              install it into the server's library directory
+#                             and oauth_jwt_fetch (the key fetch helper it starts)
+#   make install              install both into the server's library directory
 #   make test                 unit, integration (and end-to-end) tests against a real server
 #   PG_CONFIG=/path/to/pg_config make ...   pick the server
 #
@@ -16,15 +17,18 @@ GO ?= go
 BUILD = build
 GOARCHIVE = $(BUILD)/libojw.a
 # Pure-Go DNS and user lookups (no libc NSS inside a backend); async
-# preemption off so the runtime lets its threads keep SIGURG blocked.
-GOTAGS = netgo,osusergo
+# preemption off so the runtime lets its threads keep SIGURG blocked;
+# ojw_backend leaves the HTTP client (net/http, crypto/tls, jwx) out of the
+# archive: fetches run in oauth_jwt_fetch (docs/benchmarks.md says why).
+GOTAGS = netgo,osusergo,ojw_backend
 GO_LDFLAGS = -X=runtime.godebugDefault=asyncpreemptoff=1
-GO_SOURCES = $(shell find validator -name '*.go' -not -name '*_test.go') go.mod go.sum
+GO_SOURCES = $(shell find validator internal cmd/oauth_jwt_fetch -name '*.go' -not -name '*_test.go') go.mod go.sum
+FETCH_HELPER = oauth_jwt_fetch
 
 PG_CPPFLAGS = -I$(BUILD) -Ivalidator/capi
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK = $(GOARCHIVE) -Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
-EXTRA_CLEAN = $(BUILD)
+EXTRA_CLEAN = $(BUILD) $(FETCH_HELPER)
 
 PG_CONFIG ?= pg_config
 ifeq ($(filter clean distclean demo-stop,$(MAKECMDGOALS)),)
@@ -35,6 +39,21 @@ endif
 endif
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+all: $(FETCH_HELPER)
+
+install: install-fetch-helper
+install-fetch-helper: $(FETCH_HELPER) installdirs
+	$(INSTALL_PROGRAM) $(FETCH_HELPER) '$(DESTDIR)$(pkglibdir)/$(FETCH_HELPER)'
+
+uninstall: uninstall-fetch-helper
+uninstall-fetch-helper:
+	rm -f '$(DESTDIR)$(pkglibdir)/$(FETCH_HELPER)'
+
+# The key fetch helper: a static Go program (no cgo), started by a backend
+# only when the key cache needs a fetch.
+$(FETCH_HELPER): $(GO_SOURCES)
+	CGO_ENABLED=0 $(GO) build -trimpath -tags netgo,osusergo -o $@ ./cmd/oauth_jwt_fetch
 
 cshim/oauth_jwt.o: $(GOARCHIVE)
 $(shlib): $(GOARCHIVE) cshim/exports.map
@@ -73,7 +92,11 @@ $(TESTDIR)/oauth_noop.so: test/noop/oauth_noop.c
 	@mkdir -p $(TESTDIR)
 	$(CC) $(TEST_CFLAGS) -shared -o $@ $< $(LDFLAGS) $(LDFLAGS_SL)
 
-test-modules: all $(TESTDIR)/oauth_jwt.so $(TESTDIR)/oauth_noop.so $(TESTDIR)/oauth_gonoop.so
+$(TESTDIR)/$(FETCH_HELPER): $(FETCH_HELPER)
+	@mkdir -p $(TESTDIR)
+	cp $< $@
+
+test-modules: all $(TESTDIR)/oauth_jwt.so $(TESTDIR)/oauth_noop.so $(TESTDIR)/oauth_gonoop.so $(TESTDIR)/$(FETCH_HELPER)
 
 # Bounded fuzzing time for `make test` (CI); raise it locally to dig deeper.
 FUZZTIME ?= 30s
@@ -82,6 +105,7 @@ TEST_ENV = OJW_PG_CONFIG=$(PG_CONFIG) OJW_BUILD_DIR=$(CURDIR)/$(BUILD)
 test: test-modules
 	rm -rf $(BUILD)/destdir && $(MAKE) -s install DESTDIR=$(CURDIR)/$(BUILD)/destdir >/dev/null
 	test -x "$(BUILD)/destdir$$($(PG_CONFIG) --pkglibdir)/oauth_jwt.so"   # make install puts it in pkglibdir
+	test -x "$(BUILD)/destdir$$($(PG_CONFIG) --pkglibdir)/$(FETCH_HELPER)"   # with the fetch helper beside it
 	scripts/keycloak.sh fetch >/dev/null
 	$(GO) vet ./...
 	$(GO) vet -tags docker ./docker/...
@@ -110,4 +134,4 @@ demo:
 demo-stop:
 	scripts/demo.sh stop
 
-.PHONY: test test-modules bench report demo demo-stop
+.PHONY: test test-modules bench report demo demo-stop install-fetch-helper uninstall-fetch-helper

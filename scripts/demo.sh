@@ -181,9 +181,12 @@ cmd_start() {
 	[ "$server_user" = "$me" ] || chown -R "$server_user:" "$pgdir"
 	# The server reads the module from its own copy; rename makes the swap atomic for
 	# backends that load it meanwhile.
-	cp "$repo/oauth_jwt.so" "$pgdir/lib/.oauth_jwt.so.new"
-	[ "$server_user" = "$me" ] || chown "$server_user:" "$pgdir/lib/.oauth_jwt.so.new"
-	mv -f "$pgdir/lib/.oauth_jwt.so.new" "$pgdir/lib/oauth_jwt.so"
+	# oauth_jwt_fetch (the key fetch helper) goes beside it: the module starts it from there.
+	for f in oauth_jwt.so oauth_jwt_fetch; do
+		cp "$repo/$f" "$pgdir/lib/.$f.new"
+		[ "$server_user" = "$me" ] || chown "$server_user:" "$pgdir/lib/.$f.new"
+		mv -f "$pgdir/lib/.$f.new" "$pgdir/lib/$f"
+	done
 	if [ ! -f "$data/PG_VERSION" ]; then
 		rm -rf "$data"
 		as_server "$bindir/initdb" -D "$data" -U postgres --auth-local=peer --auth-host=reject \

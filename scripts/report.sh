@@ -27,7 +27,7 @@ DOCS=${DOCS:-docs}
 if [ -z "${PG_CONFIG:-}" ] || ! "$PG_CONFIG" --version 2>/dev/null | grep -q '^PostgreSQL 18'; then
 	PG_CONFIG=$(PG_CONFIG= scripts/pg18.sh) || { echo "report.sh: no PostgreSQL 18 (scripts/pg18.sh failed)" >&2; exit 1; }
 fi
-for f in oauth_jwt.so build/test/oauth_jwt.so build/test/oauth_noop.so build/test/oauth_gonoop.so; do
+for f in oauth_jwt.so oauth_jwt_fetch build/test/oauth_jwt.so build/test/oauth_jwt_fetch build/test/oauth_noop.so build/test/oauth_gonoop.so; do
 	[ -f "$f" ] || { echo "report.sh: $f is missing: run \`make test-modules\` first (make report does)" >&2; exit 1; }
 done
 

@@ -17,13 +17,21 @@ import (
 type Option func(*options)
 
 type options struct {
-	src keycache.Source
-	now func() time.Time
+	src  keycache.Source
+	wrap func(keycache.Source) keycache.Source
+	now  func() time.Time
 }
 
 // WithKeySource makes the Verifier take keys from src instead of the
 // default key cache (for tests and tools).
 func WithKeySource(src keycache.Source) Option { return func(o *options) { o.src = src } }
+
+// WithKeySourceWrapper makes the Verifier take keys from wrap(src), where
+// src is the key source it would otherwise use. The module uses it to judge
+// a token again after its fetch helper ran, with the helper's outcome.
+func WithKeySourceWrapper(wrap func(keycache.Source) keycache.Source) Option {
+	return func(o *options) { o.wrap = wrap }
+}
 
 // WithClock sets the clock used for exp, nbf and iat (default time.Now).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
@@ -76,7 +84,20 @@ func NewFromConfig(cfg *Config, opts ...Option) (*Verifier, error) {
 		}
 		o.src = src
 	}
+	if o.wrap != nil {
+		o.src = o.wrap(o.src)
+	}
 	return &Verifier{cfg: cfg, src: o.src, now: o.now}, nil
+}
+
+// NewKeySource returns the key cache that New would use for s (the fetch
+// helper fetches through it).
+func NewKeySource(s Settings) (keycache.Source, error) {
+	cfg, err := ParseSettings(s)
+	if err != nil {
+		return nil, err
+	}
+	return defaultSource(cfg, time.Now)
 }
 
 // checkPolicy refuses a Policy that would weaken validation.

@@ -351,3 +351,48 @@ func chown(t *testing.T, path string) {
 		}
 	}
 }
+
+// The module fetches keys only through oauth_jwt_fetch, installed beside
+// it. Without it a cold cache cannot be filled: the login fails as an
+// internal error whose log line names the missing file and how to get it,
+// and no request reaches the identity provider. Put back, the next login
+// fetches and succeeds.
+func TestFetchHelperMissing(t *testing.T) {
+	e := newIdPEnv(t, "alice")
+	helper := filepath.Join(e.PG.Dir, "lib", pgtest.FetchHelper)
+	saved, err := os.ReadFile(helper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(helper); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 60*time.Second)
+	tok := e.token(t, "alice", nil)
+	mark := e.PG.LogMark()
+	if conn, err := e.PG.ConnectOAuth(ctx, "alice", tok); err == nil {
+		conn.Close(ctx)
+		t.Fatal("login accepted with a cold cache and no fetch helper")
+	}
+	log := e.PG.WaitLog(mark, helper+" is missing")
+	if !strings.Contains(log, "make install") {
+		t.Errorf("the log does not say how to get the helper:\n%s", log)
+	}
+	assertNoTokenInLog(t, log, tok)
+	if n := e.IdP.Requests(testidp.PathDiscovery) + e.IdP.Requests(testidp.PathJWKS); n != 0 {
+		t.Errorf("%d requests reached the identity provider without the helper", n)
+	}
+
+	if err := os.WriteFile(helper, saved, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, helper)
+	conn, err := e.PG.ConnectOAuth(ctx, "alice", tok)
+	if err != nil {
+		t.Fatalf("login after reinstalling the helper: %v\n%s", err, e.PG.LogTail(10))
+	}
+	conn.Close(ctx)
+	if n := e.IdP.Requests(testidp.PathJWKS); n != 1 {
+		t.Errorf("%d JWKS requests after reinstalling the helper, want 1", n)
+	}
+}

@@ -57,7 +57,7 @@ func LoadEnv(t testing.TB) Env {
 		}
 		env = Env{PGConfig: pgc, BinDir: strings.TrimSpace(string(out)), BuildDir: build,
 			ModuleDir: filepath.Join(build, "test")}
-		for _, f := range []string{"oauth_jwt.so", "oauth_noop.so", "oauth_gonoop.so"} {
+		for _, f := range []string{"oauth_jwt.so", "oauth_noop.so", "oauth_gonoop.so", FetchHelper} {
 			if _, err := os.Stat(filepath.Join(env.ModuleDir, f)); err != nil {
 				envErr = fmt.Errorf("%s is missing: run `make test-modules` (or `make test`)", filepath.Join(env.ModuleDir, f))
 				return
@@ -88,6 +88,10 @@ type Cluster struct {
 	running bool
 }
 
+// FetchHelper is the key fetch helper the module starts from its own
+// directory; clusters get it beside their copy of oauth_jwt.so.
+const FetchHelper = "oauth_jwt_fetch"
+
 // Options shape a new cluster.
 type Options struct {
 	// Conf lines appended to postgresql.conf before the first start.
@@ -115,9 +119,9 @@ func New(t testing.TB, opts Options) *Cluster {
 	if err := os.MkdirAll(libDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"oauth_jwt.so", "oauth_noop.so", "oauth_gonoop.so"} {
+	for _, f := range []string{"oauth_jwt.so", "oauth_noop.so", "oauth_gonoop.so", FetchHelper} {
 		from := filepath.Join(e.ModuleDir, f)
-		if opts.Production && f == "oauth_jwt.so" {
+		if opts.Production && (f == "oauth_jwt.so" || f == FetchHelper) {
 			from = filepath.Join(e.BuildDir, "..", f)
 		}
 		copyFile(t, from, filepath.Join(libDir, f))

@@ -115,7 +115,7 @@ func OjwBegin(token, issuer, scope, role *C.char, delegate C.int,
 
 	ctx, cancel := context.WithTimeout(context.Background(), overallTimeout(settings))
 	if !testHookForceAsync(req) {
-		out := validateOnce(ctx, settings, req, true)
+		out := validateOnce(ctx, settings, req, nil)
 		if !errors.Is(out.err, keycache.ErrNeedsNetwork) {
 			cancel()
 			fillOutcome(r, out)
@@ -205,18 +205,72 @@ func run(ctx context.Context, pd *pending, settings validator.Settings, req vali
 		_, _ = unix.Write(pd.wfd, []byte{1})
 	}()
 	testHookRun(req)
-	pd.out = validateOnce(ctx, settings, req, false)
+	pd.out = validateWithFetch(ctx, settings, req)
 }
 
-// validateOnce builds a validator from the settings and judges req.
-func validateOnce(ctx context.Context, settings validator.Settings, req validator.Request, cacheOnly bool) outcome {
-	v, err := validator.New(settings)
+// maxFetchRounds bounds the helper runs for one login: a cold cache needs
+// one (discovery and JWKS), an unknown kid after it possibly a second.
+const maxFetchRounds = 3
+
+// validateWithFetch judges req from the cache; whenever the cache needs a
+// fetch, it runs the fetch helper for that query and judges again.
+func validateWithFetch(ctx context.Context, settings validator.Settings, req validator.Request) outcome {
+	var after *fetched
+	for round := 0; ; round++ {
+		out := validateOnce(ctx, settings, req, after)
+		var nn *keycache.NeedsNetworkError
+		if !errors.As(out.err, &nn) || round == maxFetchRounds {
+			return out
+		}
+		after = &fetched{query: nn.Query, err: runFetchHelper(ctx, settings, nn.Query)}
+	}
+}
+
+// validateOnce builds a validator from the settings and judges req from
+// the key cache alone (no network in the backend). after, when set, is the
+// outcome of the fetch helper's last run.
+func validateOnce(ctx context.Context, settings validator.Settings, req validator.Request, after *fetched) outcome {
+	var opts []validator.Option
+	if after != nil {
+		opts = append(opts, validator.WithKeySourceWrapper(func(src keycache.Source) keycache.Source {
+			return afterFetch{src: src, last: after}
+		}))
+	}
+	v, err := validator.New(settings, opts...)
 	if err != nil {
 		return outcome{err: err}
 	}
-	req.CacheOnly = cacheOnly
+	req.CacheOnly = true
 	res, err := v.Validate(ctx, req)
 	return outcome{res: res, err: err}
+}
+
+// fetched is what one run of the fetch helper did for query.
+type fetched struct {
+	query keycache.Query
+	err   error
+}
+
+// afterFetch is the key cache as seen right after the helper ran: when the
+// cache still needs a fetch for the very query the helper just ran (it
+// failed without recording why, e.g. on its deadline), the helper's error
+// is the answer, not another round.
+type afterFetch struct {
+	src  keycache.Source
+	last *fetched
+}
+
+func (a afterFetch) Keys(ctx context.Context, q keycache.Query) (keycache.Keys, error) {
+	keys, err := a.src.Keys(ctx, q)
+	var nn *keycache.NeedsNetworkError
+	if errors.As(err, &nn) && nn.Query == a.last.query {
+		if a.last.err != nil {
+			return keycache.Keys{}, a.last.err
+		}
+		return keycache.Keys{}, fmt.Errorf("%w: the keys of issuer %q were fetched, but the cache still needs a fetch (is %s shorter than a fetch takes?)",
+			keycache.ErrUnavailable, q.Issuer, validator.SettingPrefix+"cache_refresh_interval")
+	}
+	return keys, err
 }
 
 // finish copies the outcome into r and releases the pipe.

@@ -24,6 +24,13 @@
 // (owner, no symbolic link, not writable by group or others) and a failed
 // check is an error (ErrInsecureCache), never a silent fallback.
 //
+// Built with the tag ojw_backend (as the module's backend archive is), the
+// package has no HTTP client: a query that needs a fetch must be CacheOnly
+// and returns a *NeedsNetworkError naming the query, which the module hands
+// to its oauth_jwt_fetch helper (built without the tag) before asking again.
+// Key sets are parsed by ParseKeySet with the standard library in every
+// build; the full build also checks each fetched set with jwx.
+//
 // Every response is bounded (Config.MaxBodyBytes, at most 100 keys), every
 // request is bounded by the HTTP client's timeout and the caller's context,
 // and the package never logs: it returns errors and Keys.StaleCause for the

@@ -1,6 +1,7 @@
 package keycache
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -172,3 +173,53 @@ type recorded struct {
 
 func (r *recorded) Error() string { return r.text }
 func (r *recorded) Unwrap() error { return r.sentinel }
+
+// WireKind names the class of an error of Keys for a process that must
+// rebuild it (the fetch helper reports it to the backend): one of
+// "unavailable", "discovery_mismatch", "too_large", "insecure_url",
+// "insecure_cache", "timeout", "canceled", or "" for anything else.
+func WireKind(err error) string {
+	switch {
+	case errors.Is(err, ErrInsecureCache):
+		return "insecure_cache"
+	case errors.Is(err, ErrInsecureURL):
+		return "insecure_url"
+	case errors.Is(err, ErrDiscoveryMismatch):
+		return "discovery_mismatch"
+	case errors.Is(err, ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	return ""
+}
+
+// FromWireKind rebuilds an error that WireKind classified: its text as it
+// was, matching the same sentinel.
+func FromWireKind(text, kind string) error {
+	var sentinel error
+	switch kind {
+	case "insecure_cache":
+		sentinel = ErrInsecureCache
+	case "insecure_url":
+		sentinel = ErrInsecureURL
+	case "discovery_mismatch":
+		sentinel = ErrDiscoveryMismatch
+	case "too_large":
+		sentinel = ErrTooLarge
+	case "unavailable":
+		sentinel = ErrUnavailable
+	case "timeout":
+		sentinel = context.DeadlineExceeded
+	case "canceled":
+		sentinel = context.Canceled
+	}
+	if sentinel == nil {
+		return errors.New(text)
+	}
+	return &recorded{text: text, sentinel: sentinel}
+}
