@@ -286,10 +286,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // load reads and parses the entry name; a corrupt entry, one that does not
 // match s, or one whose body no longer parses is absent.
 func (c *Cache) load(name string, s spec) (loaded, error) {
-	if err := c.prepareDir(); err != nil {
-		return loaded{}, err
-	}
-	f, err := c.readEntry(name)
+	f, err := c.readEntry(name) // Keys checked the directory
 	if err != nil || f == nil {
 		return loaded{}, err
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -60,42 +59,102 @@ func insecuref(format string, args ...any) error {
 // of the wanted type, not a symbolic link, owned by the effective user and
 // not writable by group or others.
 func checkOwned(path string, fi fs.FileInfo, wantDir bool) error {
-	mode := fi.Mode()
-	switch {
-	case mode&fs.ModeSymlink != 0:
-		return insecuref("%s is a symbolic link", path)
-	case wantDir && !mode.IsDir():
-		return insecuref("%s is not a directory", path)
-	case !wantDir && !mode.IsRegular():
-		return insecuref("%s is not a regular file", path)
-	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return insecuref("cannot determine the owner of %s", path)
 	}
+	return checkStat(path, st, wantDir)
+}
+
+// checkStat is checkOwned for a raw stat(2) result.
+func checkStat(path string, st *syscall.Stat_t, wantDir bool) error {
+	switch typ := st.Mode & syscall.S_IFMT; {
+	case typ == syscall.S_IFLNK:
+		return insecuref("%s is a symbolic link", path)
+	case wantDir && typ != syscall.S_IFDIR:
+		return insecuref("%s is not a directory", path)
+	case !wantDir && typ != syscall.S_IFREG:
+		return insecuref("%s is not a regular file", path)
+	}
 	if euid := os.Geteuid(); int64(st.Uid) != int64(euid) {
 		return insecuref("%s is owned by uid %d, not by the server's uid %d", path, st.Uid, euid)
 	}
-	if perm := mode.Perm(); perm&0o022 != 0 {
+	if perm := st.Mode & 0o777; perm&0o022 != 0 {
 		return insecuref("%s is writable by group or others (mode %04o)", path, perm)
 	}
 	return nil
 }
 
 // prepareDir creates the cache directory (0700) when missing and checks it.
-// It runs before every use of the directory.
+// It runs before every use of the directory. Raw system calls: it runs
+// several times per login.
 func (c *Cache) prepareDir() error {
-	fi, err := os.Lstat(c.dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	var st syscall.Stat_t
+	err := ignoringEINTR(func() error { return syscall.Lstat(c.dir, &st) })
+	if err == syscall.ENOENT {
 		if err := os.MkdirAll(c.dir, 0o700); err != nil {
 			return fmt.Errorf("keycache: creating the cache directory: %w", err)
 		}
-		fi, err = os.Lstat(c.dir)
+		err = ignoringEINTR(func() error { return syscall.Lstat(c.dir, &st) })
 	}
 	if err != nil {
-		return fmt.Errorf("keycache: cache directory: %w", err)
+		return fmt.Errorf("keycache: cache directory: %w", &fs.PathError{Op: "lstat", Path: c.dir, Err: err})
 	}
-	return checkOwned(c.dir, fi, true)
+	return checkStat(c.dir, &st, true)
+}
+
+func ignoringEINTR(f func() error) error {
+	for {
+		if err := f(); err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+// readChecked returns up to max bytes of path, opened without following
+// symbolic links and checked (fstat) as opened, so the check and the read
+// cannot race. It uses raw system calls rather than an *os.File, which
+// would register the descriptor with the runtime's network poller (setting
+// the poller up on the first read in every backend) and attach a finalizer.
+func readChecked(path string, max int64) ([]byte, error) {
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+		return err
+	})
+	if err == syscall.ELOOP {
+		return nil, insecuref("%s is a symbolic link", path)
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return nil, &fs.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if err := checkStat(path, &st, false); err != nil {
+		return nil, err
+	}
+	// Entries are replaced by rename, never written in place: the size
+	// fstat saw is the size to read (max+1 bytes of a larger file suffice
+	// to see that it is too large).
+	buf := make([]byte, min(max, st.Size))
+	n := 0
+	for n < len(buf) {
+		m, err := syscall.Read(fd, buf[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return buf[:n], nil
 }
 
 // openChecked opens path without following symbolic links and checks the
@@ -132,7 +191,9 @@ func openChecked(path string, flag int, perm fs.FileMode) (*os.File, error) {
 // file must not be used (ErrInsecureCache) or cannot be read.
 func (c *Cache) readEntry(name string) (*entryFile, error) {
 	path := filepath.Join(c.dir, name+entrySuffix)
-	f, err := openChecked(path, os.O_RDONLY, 0)
+	// The body is stored compacted, so the file exceeds it by the metadata.
+	limit := c.maxBody + 64<<10
+	data, err := readChecked(path, limit+1)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -140,13 +201,6 @@ func (c *Cache) readEntry(name string) (*entryFile, error) {
 		if errors.Is(err, ErrInsecureCache) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("keycache: reading %s: %w", path, err)
-	}
-	defer f.Close()
-	// The body is stored compacted, so the file exceeds it by the metadata.
-	limit := c.maxBody + 64<<10
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
 		return nil, fmt.Errorf("keycache: reading %s: %w", path, err)
 	}
 	if int64(len(data)) > limit {
