@@ -126,6 +126,14 @@ func readChecked(path string, max int64) ([]byte, error) {
 		return nil, insecuref("%s is a symbolic link", path)
 	}
 	if err != nil {
+		// A file we may not open (another user's, for one) is explained by
+		// what it is, as a file we can open would be after fstat.
+		var st syscall.Stat_t
+		if err != syscall.ENOENT && syscall.Lstat(path, &st) == nil {
+			if cerr := checkStat(path, &st, false); cerr != nil {
+				return nil, cerr
+			}
+		}
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer syscall.Close(fd)
