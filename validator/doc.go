@@ -188,8 +188,10 @@
 //	                        loopback hosts only (tests).
 //	issuer_config           path of the per-issuer file, default empty.
 //
-// Server facts passed by the shim: server.data_directory and
-// server.authentication_timeout (seconds, default 60). Other keys starting
+// Server facts passed by the shim: server.data_directory,
+// server.authentication_timeout (seconds, default 60) and
+// server.module_path (the loaded oauth_jwt.so, whose directory holds the
+// oauth_jwt_fetch helper; read by the module, not by Settings). Other keys starting
 // with "server." or "test.", and unknown keys, are ignored in Settings.
 //
 // # Per-issuer configuration

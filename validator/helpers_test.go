@@ -153,6 +153,7 @@ type memSource struct {
 	stale    bool
 	cause    string
 	queries  []keycache.Query
+	conv     map[jwk.Set]*keycache.KeySet // each set as the cache would serve it
 }
 
 func (m *memSource) Keys(_ context.Context, q keycache.Query) (keycache.Keys, error) {
@@ -166,7 +167,15 @@ func (m *memSource) Keys(_ context.Context, q keycache.Query) (keycache.Keys, er
 	if q.MissingKID != "" && m.afterKID != nil {
 		set = m.afterKID
 	}
-	return keycache.Keys{Set: toKeySet(set), FetchedAt: testNow.Add(-2 * time.Hour), Stale: m.stale, StaleCause: m.cause}, nil
+	if m.conv == nil {
+		m.conv = map[jwk.Set]*keycache.KeySet{}
+	}
+	ks, ok := m.conv[set]
+	if !ok {
+		ks = toKeySet(set)
+		m.conv[set] = ks
+	}
+	return keycache.Keys{Set: ks, FetchedAt: testNow.Add(-2 * time.Hour), Stale: m.stale, StaleCause: m.cause}, nil
 }
 
 // toKeySet turns a set built with jwx into what the key cache serves: its
