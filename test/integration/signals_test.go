@@ -99,6 +99,64 @@ func TestSignalMasks(t *testing.T) {
 	}
 }
 
+// threadField returns tid → the value of field (e.g. "Cpus_allowed_list")
+// in /proc/<pid>/task/<tid>/status for every thread of pid.
+func threadField(t *testing.T, pid int, field string) map[int]string {
+	t.Helper()
+	dirs, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("cannot list threads of %d: %v", pid, err)
+	}
+	m := map[int]string{}
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "status"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tid int
+		fmt.Sscanf(filepath.Base(d), "%d", &tid)
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, field+":"); ok {
+				m[tid] = strings.TrimSpace(v)
+			}
+		}
+	}
+	return m
+}
+
+// The shim narrows the loading thread to one CPU while the Go runtime
+// starts (so that the runtime sizes itself for one CPU) and must give every
+// thread its CPUs back: after a login, each thread of the backend, the
+// runtime's included, may run where a backend that never loaded the module
+// may. The first login of the test has a cold cache, so it also goes
+// through the goroutine and the fetch helper.
+func TestCPUAffinityRestored(t *testing.T) {
+	e := newIdPEnv(t, "alice")
+	ctx := ctxT(t, 60*time.Second)
+	trust := e.PG.Admin(ctx)
+	defer trust.Close(ctx)
+	trustPID := backendPID(t, ctx, trust)
+	want := threadField(t, trustPID, "Cpus_allowed_list")[trustPID]
+	if want == "" || !strings.ContainsAny(want, ",-") {
+		t.Fatalf("a trust backend may run on CPUs %q: this test needs at least 2 CPUs to show anything", want)
+	}
+	conn := e.mustLogin(t, ctx, "alice", e.token(t, "alice", nil))
+	defer conn.Close(ctx)
+	pid := backendPID(t, ctx, conn)
+	got := threadField(t, pid, "Cpus_allowed_list")
+	if len(got) < 2 {
+		t.Fatalf("oauth backend has %d thread(s): the Go runtime did not start, so this test proves nothing", len(got))
+	}
+	for tid, cpus := range got {
+		if cpus != want {
+			t.Errorf("thread %d of backend %d may run on CPUs %s, a trust backend on %s", tid, pid, cpus, want)
+		}
+	}
+	if !t.Failed() {
+		t.Logf("backend %d: %d threads, all on CPUs %s", pid, len(got), want)
+	}
+}
+
 // Lock-wait hand-offs between OAuth-authenticated backends: the waiter is
 // woken through its latch (SIGURG read from a signalfd). A Go thread that
 // accepted SIGURG would swallow the wake-up, and the waiter would then only
