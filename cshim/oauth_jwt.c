@@ -16,7 +16,9 @@
  *	- all asynchronous signals are blocked while the Go runtime starts (a
  *	  priority-101 constructor runs before Go's own) and around every call
  *	  into Go, and the caller's exact mask is restored afterwards;
- *	- Go never calls PostgreSQL and never sees palloc'd memory after a call.
+ *	- Go never calls PostgreSQL and never sees palloc'd memory after a call;
+ *	- the runtime starts on one CPU (so it sizes itself for one), and every
+ *	  thread gets the loading thread's CPUs back once it is up.
  *
  * Copyright (c) 2026, oauth_jwt developers
  *

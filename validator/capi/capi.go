@@ -50,7 +50,8 @@ const (
 	// runtime has already set up one P per CPU when init runs, so lowering
 	// it saves little memory; but the call stops the world and starts a
 	// thread (about 2% of a login's CPU under perf on 2 cores), so it is
-	// made only where the machine has more CPUs than this bound.
+	// made only where the machine has more CPUs than this bound. In a
+	// backend the shim starts the runtime on one CPU, so it is 1 there.
 	maxProcs = 2
 	// memoryLimit is a soft heap limit for the runtime in one backend.
 	memoryLimit = 64 << 20
