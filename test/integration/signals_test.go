@@ -26,25 +26,7 @@ var mustBlockOnGoThreads = map[string]int{
 // threadMasks returns tid → SigBlk (hex) for every thread of pid.
 func threadMasks(t *testing.T, pid int) map[int]string {
 	t.Helper()
-	dirs, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
-	if err != nil || len(dirs) == 0 {
-		t.Fatalf("cannot list threads of %d: %v", pid, err)
-	}
-	m := map[int]string{}
-	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(d, "status"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var tid int
-		fmt.Sscanf(filepath.Base(d), "%d", &tid)
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "SigBlk:"); ok {
-				m[tid] = strings.TrimSpace(v)
-			}
-		}
-	}
-	return m
+	return threadField(t, pid, "SigBlk")
 }
 
 func backendPID(t *testing.T, ctx context.Context, conn *pgx.Conn) int {

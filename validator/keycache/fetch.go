@@ -130,38 +130,59 @@ func parseJWKS(jwksURL string, body []byte) (*KeySet, error) {
 	return set, nil
 }
 
-// errorKind names the sentinel an error matches, for the cache file.
-func errorKind(err error) string {
-	switch {
-	case errors.Is(err, ErrDiscoveryMismatch):
-		return "discovery_mismatch"
-	case errors.Is(err, ErrTooLarge):
-		return "too_large"
-	case errors.Is(err, ErrInsecureURL):
-		return "insecure_url"
+// errorKinds names the sentinel errors a process may have to rebuild from
+// text: the cache file records the first three (fileKinds), the fetch
+// helper reports any. The order is that of KeySourceReason in the
+// validator, so an error matching several is classed the same everywhere.
+var errorKinds = []struct {
+	kind     string
+	sentinel error
+}{
+	{"insecure_cache", ErrInsecureCache},
+	{"insecure_url", ErrInsecureURL},
+	{"discovery_mismatch", ErrDiscoveryMismatch},
+	{"too_large", ErrTooLarge},
+	{"unavailable", ErrUnavailable},
+	{"timeout", context.DeadlineExceeded},
+	{"canceled", context.Canceled},
+}
+
+// fileKinds are the kinds a failure record in the cache file may carry.
+var fileKinds = map[string]bool{"discovery_mismatch": true, "too_large": true, "insecure_url": true}
+
+// kindOf is the first kind err matches, "" for none.
+func kindOf(err error, only map[string]bool) string {
+	for _, k := range errorKinds {
+		if (only == nil || only[k.kind]) && errors.Is(err, k.sentinel) {
+			return k.kind
+		}
 	}
 	return ""
 }
 
-// recordedError rebuilds an error read from the cache file, wrapping the
-// sentinel its kind names.
-func recordedError(text, kind string) error {
-	var sentinel error
-	switch kind {
-	case "discovery_mismatch":
-		sentinel = ErrDiscoveryMismatch
-	case "too_large":
-		sentinel = ErrTooLarge
-	case "insecure_url":
-		sentinel = ErrInsecureURL
+// ofKind rebuilds an error from its text and kind: the same text, matching
+// the same sentinel (none for an unknown kind).
+func ofKind(text, kind string) error {
+	for _, k := range errorKinds {
+		if k.kind == kind {
+			return &recorded{text: text, sentinel: k.sentinel}
+		}
 	}
+	return errors.New(text)
+}
+
+// errorKind names the sentinel an error matches, for the cache file.
+func errorKind(err error) string { return kindOf(err, fileKinds) }
+
+// recordedError rebuilds an error read from the cache file.
+func recordedError(text, kind string) error {
 	if text == "" {
 		text = "no cached copy"
 	}
-	if sentinel != nil {
-		return &recorded{text: text, sentinel: sentinel}
+	if !fileKinds[kind] {
+		kind = ""
 	}
-	return errors.New(text)
+	return ofKind(text, kind)
 }
 
 // recorded is an error read back from the cache: its text as it was
@@ -176,50 +197,10 @@ func (r *recorded) Unwrap() error { return r.sentinel }
 
 // WireKind names the class of an error of Keys for a process that must
 // rebuild it (the fetch helper reports it to the backend): one of
-// "unavailable", "discovery_mismatch", "too_large", "insecure_url",
-// "insecure_cache", "timeout", "canceled", or "" for anything else.
-func WireKind(err error) string {
-	switch {
-	case errors.Is(err, ErrInsecureCache):
-		return "insecure_cache"
-	case errors.Is(err, ErrInsecureURL):
-		return "insecure_url"
-	case errors.Is(err, ErrDiscoveryMismatch):
-		return "discovery_mismatch"
-	case errors.Is(err, ErrTooLarge):
-		return "too_large"
-	case errors.Is(err, ErrUnavailable):
-		return "unavailable"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	case errors.Is(err, context.Canceled):
-		return "canceled"
-	}
-	return ""
-}
+// "insecure_cache", "insecure_url", "discovery_mismatch", "too_large",
+// "unavailable", "timeout", "canceled", or "" for anything else.
+func WireKind(err error) string { return kindOf(err, nil) }
 
 // FromWireKind rebuilds an error that WireKind classified: its text as it
 // was, matching the same sentinel.
-func FromWireKind(text, kind string) error {
-	var sentinel error
-	switch kind {
-	case "insecure_cache":
-		sentinel = ErrInsecureCache
-	case "insecure_url":
-		sentinel = ErrInsecureURL
-	case "discovery_mismatch":
-		sentinel = ErrDiscoveryMismatch
-	case "too_large":
-		sentinel = ErrTooLarge
-	case "unavailable":
-		sentinel = ErrUnavailable
-	case "timeout":
-		sentinel = context.DeadlineExceeded
-	case "canceled":
-		sentinel = context.Canceled
-	}
-	if sentinel == nil {
-		return errors.New(text)
-	}
-	return &recorded{text: text, sentinel: sentinel}
-}
+func FromWireKind(text, kind string) error { return ofKind(text, kind) }
