@@ -197,3 +197,75 @@ func backendMemory(t testing.TB, pid int) string {
 	}
 	return dirty + " | " + threads
 }
+
+// BenchmarkColdCacheLogin measures what a login costs when the key cache
+// must be filled first: the backend starts oauth_jwt_fetch, which fetches
+// the discovery document and the JWKS (loopback, plain http), and the
+// backend then judges from the cache. Cold and warm logins alternate in one
+// run (the cache files are deleted before each cold one), so the figure is
+// the price of a fetch as a login sees it: once per issuer per
+// cache_refresh_interval for the whole server, or after an unknown kid.
+//
+//	go test -run '^$' -bench ColdCacheLogin -benchtime 1x -v ./test/integration/
+//
+// OJW_BENCH_CONNECTIONS sets the logins per kind (default 200; 50 is plenty).
+func BenchmarkColdCacheLogin(b *testing.B) {
+	n := 200
+	if v, err := strconv.Atoi(os.Getenv("OJW_BENCH_CONNECTIONS")); err == nil && v > 0 {
+		n = v
+	}
+	idp := startIdP(b, testidp.Options{})
+	c := pgtest.New(b, pgtest.Options{Production: true, Conf: []string{"log_connections = ''"}})
+	c.SetConf(baseConf(map[string]string{"oauth_jwt.role_from_identity": "on"}))
+	c.SetHBA(hbaOAuth(idp.Issuer(), "delegate_ident_mapping=1"))
+	c.Exec("create role bench_jwt login")
+	tok, err := idp.Mint(map[string]any{"sub": "bench_jwt", "aud": testAudience, "azp": "psql", "scope": "openid",
+		"exp": time.Now().Add(time.Hour).Unix()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := c.OAuthConfig("bench_jwt", tok)
+	cacheDir := filepath.Join(c.Data, "oauth_jwt_cache")
+	ctx := context.Background()
+	login := func() time.Duration {
+		start := time.Now()
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		d := time.Since(start)
+		if err != nil {
+			b.Fatalf("login: %v\n%s", err, c.LogTail(10))
+		}
+		conn.Close(ctx)
+		return d
+	}
+	login() // the cache directory exists from here on
+	idp.ResetCounts()
+	var cold, warm []time.Duration
+	b.ResetTimer()
+	for i := 0; i < n; i++ {
+		entries, err := filepath.Glob(filepath.Join(cacheDir, "*.json"))
+		if err != nil || len(entries) != 2 {
+			b.Fatalf("cache entries before cold login %d: %v %v", i, entries, err)
+		}
+		for _, e := range entries {
+			if err := os.Remove(e); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cold = append(cold, login())
+		warm = append(warm, login())
+	}
+	b.StopTimer()
+	disc, jwks := idp.Requests(testidp.PathDiscovery), idp.Requests(testidp.PathJWKS)
+	if disc != n || jwks != n {
+		b.Errorf("%d cold logins made %d discovery and %d JWKS requests, want %d each", n, disc, jwks, n)
+	}
+	for _, s := range [][]time.Duration{cold, warm} {
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	}
+	c50, w50 := cold[n/2], warm[n/2]
+	b.ReportMetric(ms(c50), "cold_p50_ms")
+	b.ReportMetric(ms(cold[n*99/100]), "cold_p99_ms")
+	b.ReportMetric(ms(w50), "warm_p50_ms")
+	b.Logf("\n| login | p50 ms | p99 ms |\n|---|---|---|\n| oauth_jwt, cold key cache (helper fetches) | %.2f | %.2f |\n| oauth_jwt, warm key cache | %.2f | %.2f |\n\n%d of each, alternating; a fetch adds %.2f ms at p50; identity provider: %d discovery, %d JWKS requests.\n",
+		ms(c50), ms(cold[n*99/100]), ms(w50), ms(warm[n*99/100]), n, ms(c50-w50), disc, jwks)
+}
