@@ -15,8 +15,10 @@
 // OjwBegin first validates on the caller's thread with the network
 // forbidden (Request.CacheOnly): with a warm key cache that is the whole
 // login, with no goroutine hand-off and no extra thread. Only when the keys
-// need a fetch does it start a goroutine and hand back a descriptor, so no
-// network call ever runs while the backend's signals are blocked.
+// need a fetch does it start a goroutine and hand back a descriptor; the
+// goroutine runs the oauth_jwt_fetch helper (fetch.go), which does the
+// network part in its own process, then judges again from the cache. No
+// network call ever runs in the backend, let alone with signals blocked.
 //
 // Nothing here may panic into C: every export and every goroutine recovers,
 // and a recovered panic becomes an internal error, never "authorized".
