@@ -20,7 +20,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -81,14 +80,9 @@ func fetch(settings, query map[string]string) (res fetchwire.Result) {
 	defer cancel()
 	src, err := validator.NewKeySource(validator.Settings(settings))
 	if err != nil {
-		kind := keycache.WireKind(err)
-		var ce *validator.ConfigError
-		if errors.As(err, &ce) {
-			kind = "config"
-		}
-		return fetchwire.Result{Error: err.Error(), Kind: kind}
+		return fetchwire.Result{Error: err.Error(), Kind: keycache.WireKind(err)}
 	}
-	keys, err := src.Keys(ctx, keycache.Query{
+	_, err = src.Keys(ctx, keycache.Query{
 		Issuer:       query[fetchwire.QueryIssuer],
 		DiscoveryURL: query[fetchwire.QueryDiscoveryURL],
 		JWKSURI:      query[fetchwire.QueryJWKSURI],
@@ -97,5 +91,5 @@ func fetch(settings, query map[string]string) (res fetchwire.Result) {
 	if err != nil {
 		return fetchwire.Result{Error: err.Error(), Kind: keycache.WireKind(err)}
 	}
-	return fetchwire.Result{Fetched: keys.Fetched}
+	return fetchwire.Result{}
 }

@@ -35,10 +35,8 @@ const (
 
 // Result is what the helper reports.
 type Result struct {
-	// Fetched: the helper fetched a document itself.
-	Fetched bool
 	// Error is why the keys could not be obtained ("" on success); Kind
-	// names the error class (see the helper), so that the backend can
+	// names the error class (keycache.WireKind), so that the backend can
 	// reconstruct it.
 	Error string
 	Kind  string
@@ -128,11 +126,7 @@ func DecodeRequest(data []byte) (settings, query map[string]string, err error) {
 
 // EncodeResult encodes r.
 func EncodeResult(r Result) []byte {
-	fetched := "0"
-	if r.Fetched {
-		fetched = "1"
-	}
-	return encode(resultHeader, [][2]string{{"fetched", fetched}, {"error", r.Error}, {"kind", r.Kind}})
+	return encode(resultHeader, [][2]string{{"error", r.Error}, {"kind", r.Kind}})
 }
 
 // DecodeResult decodes what EncodeResult wrote.
@@ -149,8 +143,6 @@ func DecodeResult(data []byte) (Result, error) {
 		}
 		seen[p[0]] = true
 		switch p[0] {
-		case "fetched":
-			r.Fetched = p[1] == "1"
 		case "error":
 			r.Error = p[1]
 		case "kind":

@@ -37,7 +37,7 @@ func TestRequestRoundTrip(t *testing.T) {
 func TestResultRoundTrip(t *testing.T) {
 	for _, r := range []Result{
 		{},
-		{Fetched: true},
+		{Error: "x"},
 		{Error: "GET https://idp/x: status 503, retry later", Kind: "unavailable"},
 	} {
 		got, err := DecodeResult(EncodeResult(r))
@@ -78,7 +78,7 @@ func TestDecodeRefusesMalformed(t *testing.T) {
 }
 
 func FuzzDecodeResult(f *testing.F) {
-	f.Add(EncodeResult(Result{Fetched: true, Error: "e", Kind: "k"}))
+	f.Add(EncodeResult(Result{Error: "e", Kind: "k"}))
 	f.Add([]byte(resultHeader + "3:abc,"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := DecodeResult(data)
