@@ -86,8 +86,7 @@ func checkStat(path string, st *syscall.Stat_t, wantDir bool) error {
 }
 
 // prepareDir creates the cache directory (0700) when missing and checks it.
-// It runs before every use of the directory. Raw system calls: it runs
-// several times per login.
+// New and every Keys call run it. Raw system calls: a login runs it twice.
 func (c *Cache) prepareDir() error {
 	var st syscall.Stat_t
 	err := ignoringEINTR(func() error { return syscall.Lstat(c.dir, &st) })
