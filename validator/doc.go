@@ -79,9 +79,13 @@
 //   - Microsoft Entra ID: both kinds have header typ "JWT" and no typ
 //     claim; ID tokens carry "nonce" when the client sent one, and their
 //     aud is the client's application ID, while an access token for your
-//     API has the API's application ID URI or ID as aud. Configure the
+//     API has the API's application (client) ID as aud (v2 tokens always;
+//     v1 tokens may carry the application ID URI instead). Configure the
 //     API as audience and ID tokens fail aud_mismatch even without nonce.
 //     Entra v1 tokens name the client in "appid" (v2: "azp"); Okta in "cid".
+//     Tokens for Microsoft Graph are v1 tokens (iss
+//     "https://sts.windows.net/<tenant>/") and fail iss_mismatch against a
+//     v2 issuer.
 //   - Okta and Auth0: ID tokens have aud = the client ID (and usually
 //     nonce/at_hash); access tokens have aud = the API ("api://default",
 //     the Auth0 API identifier). The audience check separates them.
@@ -206,8 +210,10 @@
 //	role_map = dba=postgres, analysts=reader
 //
 //	[https://login.microsoftonline.com/<tenant>/v2.0]
-//	audience = api://pg
-//	authn_id_claim = preferred_username
+//	# v2 access tokens carry the API's application (client) ID as aud,
+//	# never its api:// URI
+//	audience = 11111111-2222-3333-4444-555555555555
+//	authn_id_claim = oid
 //
 // A section header is the issuer exactly as in pg_hba.conf; a section
 // applies when Request.Issuer equals it byte for byte. Lines are
