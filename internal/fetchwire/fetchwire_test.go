@@ -39,6 +39,8 @@ func TestResultRoundTrip(t *testing.T) {
 		{},
 		{Error: "x"},
 		{Error: "GET https://idp/x: status 503, retry later", Kind: "unavailable"},
+		{Unstored: "open /c/.x.tmp1: permission denied", JWKS: `{"keys":[{"kty":"EC","kid":"k1"}]}`},
+		{Unstored: "u", JWKS: strings.Repeat("k", 1<<20)}, // a JWKS as large as the cache takes
 	} {
 		got, err := DecodeResult(EncodeResult(r))
 		if err != nil || got != r {
@@ -67,6 +69,8 @@ func TestDecodeRefusesMalformed(t *testing.T) {
 		"missing length":      resultHeader + ":x,",
 		"trailing garbage":    good + "x",
 		"header without body": strings.TrimSuffix(resultHeader, "\n"),
+		"unstored without jwks": resultHeader + "5:error,0:,8:unstored,1:u,",
+		"jwks without unstored": resultHeader + "5:error,0:,4:jwks,2:{},",
 	} {
 		if r, err := DecodeResult([]byte(msg)); err == nil {
 			t.Errorf("%s: accepted as %+v", name, r)
