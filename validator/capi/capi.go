@@ -297,10 +297,11 @@ func (a afterFetch) Keys(ctx context.Context, q keycache.Query) (keycache.Keys, 
 	if nn.Query == a.last.query && a.last.err != nil {
 		return keycache.Keys{}, a.last.err
 	}
-	if nn.Query == a.last.query && a.last.keys != nil {
+	if a.last.keys != nil && sameIssuerQuery(nn.Query, a.last.query) {
 		// The cache directory is not writable: the keys the helper just
 		// fetched (and the validator checks the token against) serve
-		// this login; Keys.Unstored makes the validator warn.
+		// this login; Keys.Unstored makes the validator warn. They are
+		// also the answer to an unknown kid: they were fetched just now.
 		return *a.last.keys, nil
 	}
 	if a.last.last {
@@ -308,6 +309,13 @@ func (a afterFetch) Keys(ctx context.Context, q keycache.Query) (keycache.Keys, 
 			keycache.ErrUnavailable, q.Issuer, maxFetchRounds, HelperName)
 	}
 	return keycache.Keys{}, err
+}
+
+// sameIssuerQuery reports whether a and b ask for the same key set, an
+// unknown kid aside.
+func sameIssuerQuery(a, b keycache.Query) bool {
+	a.MissingKID, b.MissingKID = "", ""
+	return a == b
 }
 
 // finish copies the outcome into r and releases the pipe.
