@@ -20,8 +20,9 @@ const (
 	requestHeader = "oauth_jwt fetch request 1\n"
 	resultHeader  = "oauth_jwt fetch result 1\n"
 
-	// MaxMessage bounds a message either side reads.
-	MaxMessage = 1 << 20
+	// MaxMessage bounds a message either side reads: a result may carry a
+	// JWKS of up to 1 MiB (the key cache's bound) and its framing.
+	MaxMessage = 2 << 20
 )
 
 // Names of the query members in a request; every other pair is a setting.
@@ -40,6 +41,13 @@ type Result struct {
 	// reconstruct it.
 	Error string
 	Kind  string
+	// Unstored, on success, says why the keys could not be written to the
+	// key cache (its directory is no longer writable); JWKS is then the
+	// key set as fetched. The backend parses it and uses it for the login
+	// that asked, never stores it. Both are absent from the message when
+	// Unstored is "".
+	Unstored string
+	JWKS     string
 }
 
 // Encode appends the pairs to header as netstrings.
@@ -126,7 +134,11 @@ func DecodeRequest(data []byte) (settings, query map[string]string, err error) {
 
 // EncodeResult encodes r.
 func EncodeResult(r Result) []byte {
-	return encode(resultHeader, [][2]string{{"error", r.Error}, {"kind", r.Kind}})
+	pairs := [][2]string{{"error", r.Error}, {"kind", r.Kind}}
+	if r.Unstored != "" {
+		pairs = append(pairs, [2]string{"unstored", r.Unstored}, [2]string{"jwks", r.JWKS})
+	}
+	return encode(resultHeader, pairs)
 }
 
 // DecodeResult decodes what EncodeResult wrote.
@@ -147,10 +159,17 @@ func DecodeResult(data []byte) (Result, error) {
 			r.Error = p[1]
 		case "kind":
 			r.Kind = p[1]
+		case "unstored":
+			r.Unstored = p[1]
+		case "jwks":
+			r.JWKS = p[1]
 		}
 	}
 	if !seen["error"] {
 		return Result{}, errors.New("fetch result: no error member")
+	}
+	if (r.Unstored == "") != (r.JWKS == "") {
+		return Result{}, errors.New("fetch result: unstored and jwks go together")
 	}
 	return r, nil
 }
