@@ -18,10 +18,13 @@ BUILD = build
 GOARCHIVE = $(BUILD)/libojw.a
 # Pure-Go DNS and user lookups (no libc NSS inside a backend); async
 # preemption off so the runtime lets its threads keep SIGURG blocked;
+# updatemaxprocs off so GOMAXPROCS stays what the runtime started with for
+# the life of the session (Go 1.25+ would otherwise raise it once the shim
+# gives the runtime's threads their CPUs back);
 # ojw_backend leaves the HTTP client (net/http, crypto/tls, jwx) out of the
 # archive: fetches run in oauth_jwt_fetch (docs/benchmarks.md says why).
 GOTAGS = netgo,osusergo,ojw_backend
-GO_LDFLAGS = -X=runtime.godebugDefault=asyncpreemptoff=1
+GO_LDFLAGS = -X=runtime.godebugDefault=asyncpreemptoff=1,updatemaxprocs=0
 GO_SOURCES = $(shell find validator internal cmd/oauth_jwt_fetch -name '*.go' -not -name '*_test.go') go.mod go.sum
 FETCH_HELPER = oauth_jwt_fetch
 

@@ -132,7 +132,7 @@ func OjwBegin(token, issuer, scope, role *C.char, delegate C.int,
 	for i := range nameSlice {
 		settings[C.GoString(nameSlice[i])] = C.GoString(valueSlice[i])
 	}
-	testHookBegin(req)
+	testHookBegin(req, settings)
 
 	ctx, cancel := context.WithTimeout(context.Background(), overallTimeout(settings))
 	if !testHookForceAsync(req) {
