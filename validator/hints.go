@@ -66,6 +66,9 @@ var hints = map[Reason]string{
 	ReasonRoleNotAllowed: "Map a value of the token's \"oauth_jwt.role_claim\" to the role in " +
 		"\"oauth_jwt.role_map\", or its client in \"oauth_jwt.client_role_map\"; or log in as a role the " +
 		"token grants.",
+	ReasonPrivilegedRole: "Log in as a role without SUPERUSER, BYPASSRLS or CREATEROLE (and not a member of " +
+		"one that has them), and SET ROLE from there if needed; or, if a token of this issuer may really " +
+		"grant such a role, set \"oauth_jwt.allow_privileged_roles\" to on for this issuer.",
 	ReasonConfig: "Fix the setting the message names (in postgresql.conf or the issuer_config file) and " +
 		"reload; every login fails until then.",
 	ReasonAudNotConfigured: "Set \"oauth_jwt.audience\" globally, or in this issuer's section of the " +
@@ -84,7 +87,7 @@ var reasonOrder = []Reason{
 	ReasonNotYetValid, ReasonIatInFuture, ReasonAzpNotAllowed, ReasonMissingScope,
 	ReasonKeysUnavailable, ReasonDiscoveryIssuerMismatch, ReasonUnknownKID,
 	ReasonKIDNotSigningKey, ReasonKeyAlgMismatch, ReasonKeyTypeMismatch, ReasonWeakKey,
-	ReasonBadSignature, ReasonNoIdentity, ReasonRoleNotAllowed,
+	ReasonBadSignature, ReasonNoIdentity, ReasonRoleNotAllowed, ReasonPrivilegedRole,
 	ReasonAudNotConfigured, ReasonConfig, ReasonInsecureCache, ReasonInternal,
 }
 
