@@ -71,7 +71,7 @@ func TestGOMAXPROCSStaysForTheSession(t *testing.T) {
 			t.Errorf("%s: the runtime's thread may run on %d CPU(s); the test needs at least 2 to show that GOMAXPROCS does not follow them (and the shim must have widened the threads)", line, cpus)
 		}
 	}
-	for _, p := range []string{"first-call", "widened", "after-gc", "later"} {
+	for _, p := range []string{"first-call", "widened", "after-gc", "busy", "later"} {
 		if !phases[p] {
 			t.Errorf("no record for phase %q", p)
 		}

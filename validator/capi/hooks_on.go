@@ -49,8 +49,9 @@ var watchOnce sync.Once
 
 // watchGOMAXPROCS writes one line per phase of a session: what GOMAXPROCS
 // was at the first call into Go, once the shim has given the runtime's
-// threads their CPUs back, after a forced garbage collection and after a
-// few seconds (Go's periodic GOMAXPROCS update runs about once a second).
+// threads their CPUs back, after a forced garbage collection, after seconds
+// of work and after a few idle seconds (Go's periodic GOMAXPROCS update
+// runs about once a second, from a monitor thread that sleeps while Go is idle).
 // Each line also says how many CPUs the thread may run on, so a reader can
 // tell whether the runtime could have seen more. The last line is "done".
 func watchGOMAXPROCS(path string, first int) {
@@ -73,13 +74,22 @@ func watchGOMAXPROCS(path string, first int) {
 	record("widened", runtime.GOMAXPROCS(0))
 	runtime.GC()
 	record("after-gc", runtime.GOMAXPROCS(0))
+	// The runtime's monitor thread, which makes the periodic update,
+	// sleeps while every P is idle: keep one busy for a while.
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); {
+		spinSink += len(fmt.Sprint(end.UnixNano()))
+	}
+	record("busy", runtime.GOMAXPROCS(0))
 	time.Sleep(3 * time.Second)
 	runtime.GC()
+	time.Sleep(time.Second)
 	record("later", runtime.GOMAXPROCS(0))
 	b.WriteString("done\n")
 	_ = os.WriteFile(path+".tmp", []byte(b.String()), 0o644)
 	_ = os.Rename(path+".tmp", path)
 }
+
+var spinSink int
 
 // testHookForceAsync sends the goroutine triggers down the asynchronous
 // path even when the token could be judged from the cache.
