@@ -145,29 +145,28 @@ static bool ojw_bool_values[OJW_NGUCS];
  * a backend that loaded the library, pg_file_settings) by Go's own parser,
  * so what the shim accepts is what a login accepts.  Integer bounds live in
  * the table above and must equal Go's (test/integration checks them).
- * Check hooks get no setting name, so each string setting has a small one.
+ * Check hooks get no setting name, so each row has its own small hook that
+ * passes its index in the table.
  */
-static bool ojw_check_string(const char *name, char **newval, GucSource source);
+static bool ojw_check_string(int i, char **newval, GucSource source);
 
-#define OJW_CHECKED_STRINGS(X) \
-	X(audience) X(allowed_client_ids) X(required_scopes) X(allowed_algorithms) \
-	X(jwks_uri) X(discovery_url) X(authn_id_claim) X(role_claim) X(role_map) \
-	X(client_role_map) X(cache_dir) X(ca_file) X(http_proxy) X(issuer_config)
-
-#define OJW_CHECK_FUNCTION(n) \
+#define OJW_CHECK_FUNCTION(i) \
 	static bool \
-	ojw_check_##n(char **newval, void **extra, GucSource source) \
+	ojw_check_##i(char **newval, void **extra, GucSource source) \
 	{ \
-		return ojw_check_string(#n, newval, source); \
+		return ojw_check_string(i, newval, source); \
 	}
-OJW_CHECKED_STRINGS(OJW_CHECK_FUNCTION)
+#define OJW_CHECK_ROWS(X) \
+	X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) \
+	X(13) X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23) \
+	X(24) X(25) X(26) X(27) X(28) X(29) X(30) X(31) X(32) X(33) X(34) \
+	X(35) X(36) X(37) X(38) X(39)
+OJW_CHECK_ROWS(OJW_CHECK_FUNCTION)
+#define OJW_CHECK_ENTRY(i) ojw_check_##i,
+static const GucStringCheckHook ojw_string_checks[] = {OJW_CHECK_ROWS(OJW_CHECK_ENTRY)};
 
-#define OJW_CHECK_ENTRY(n) {#n, ojw_check_##n},
-static const struct
-{
-	const char *name;
-	GucStringCheckHook check;
-}			ojw_string_checks[] = {OJW_CHECKED_STRINGS(OJW_CHECK_ENTRY)};
+StaticAssertDecl(lengthof(ojw_string_checks) >= OJW_NGUCS,
+				 "add rows to OJW_CHECK_ROWS: every setting needs its check hook");
 
 /* True while _PG_init defines the settings (see ojw_check_string). */
 static bool ojw_defining = false;
@@ -356,7 +355,7 @@ static uint32 ojw_wait_event = 0;
  * The login then fails with config_error naming the setting (fail closed).
  */
 static bool
-ojw_check_string(const char *name, char **newval, GucSource source)
+ojw_check_string(int i, char **newval, GucSource source)
 {
 	char	   *msg;
 
@@ -365,7 +364,7 @@ ojw_check_string(const char *name, char **newval, GucSource source)
 		return true;
 
 	OJW_GO_BEGIN();
-	msg = OjwCheckSetting((char *) name, *newval);
+	msg = OjwCheckSetting((char *) ojw_gucs[i].name, *newval);
 	OJW_GO_END();
 	ojw_widen_go_threads();
 
@@ -374,15 +373,6 @@ ojw_check_string(const char *name, char **newval, GucSource source)
 	GUC_check_errdetail("%s", msg);
 	free(msg);
 	return false;
-}
-
-static GucStringCheckHook
-ojw_string_check_hook(const char *name)
-{
-	for (int i = 0; i < lengthof(ojw_string_checks); i++)
-		if (strcmp(ojw_string_checks[i].name, name) == 0)
-			return ojw_string_checks[i].check;
-	return NULL;
 }
 
 void
@@ -409,7 +399,7 @@ _PG_init(void)
 				DefineCustomStringVariable(name, g->short_desc, NULL,
 										   &ojw_string_values[i], g->str_default,
 										   PGC_SIGHUP, g->flags,
-										   ojw_string_check_hook(g->name), NULL, NULL);
+										   ojw_string_checks[i], NULL, NULL);
 				break;
 			case OJW_INT:
 				DefineCustomIntVariable(name, g->short_desc, NULL,
