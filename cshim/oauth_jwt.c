@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "access/htup_details.h"
+#include "access/parallel.h"
 #include "catalog/pg_auth_members.h"
 #include "catalog/pg_authid.h"
 #include "fmgr.h"
@@ -353,14 +354,15 @@ static uint32 ojw_wait_event = 0;
  * otherwise fall back to the default with only a WARNING, and a default
  * such as an empty allowed_client_ids is weaker than what the DBA wrote.
  * The login then fails with config_error naming the setting (fail closed).
+ * A parallel worker gets its values from its leader, which checked them.
  */
 static bool
 ojw_check_string(int i, char **newval, GucSource source)
 {
 	char	   *msg;
 
-	if (ojw_defining || source == PGC_S_DEFAULT || *newval == NULL ||
-		getpid() != ojw_runtime_pid)
+	if (ojw_defining || InitializingParallelWorker || source == PGC_S_DEFAULT ||
+		*newval == NULL || getpid() != ojw_runtime_pid)
 		return true;
 
 	OJW_GO_BEGIN();
