@@ -124,7 +124,7 @@
 //
 //   - role_claim and role_map: a value of the claim (a string, or an
 //     array whose string elements count) maps to the role, as in
-//     role_claim = groups, role_map = "dba=postgres, analysts=reader";
+//     role_claim = groups, role_map = "dba=dba_admin, analysts=reader";
 //   - client_role_map: the client (azp, else client_id, else appid, else cid) maps
 //     to the role, for machine tokens without groups: "etl=loader";
 //   - role_from_identity on: authn_id equals the role.
@@ -134,13 +134,29 @@
 // several roles. Matching is exact and case-sensitive. Anything else is
 // role_not_allowed.
 //
+// A granted role that is privileged is still refused, with
+// privileged_role, unless allow_privileged_roles is on for the issuer:
+// Request.RolePrivileges lists its SUPERUSER, BYPASSRLS and CREATEROLE
+// attributes and those of every role it is a member of, directly or not
+// (the module's shim reads them from pg_authid and pg_auth_members at the
+// login and passes them as the server fact server.role_privileges; see
+// ParseRolePrivileges). The detail names each attribute and the role that
+// holds it. A nil RolePrivileges (a caller that cannot know them, such as
+// oauth_jwt_check without --role-attributes) skips this check; the module
+// always sets it in delegated mode. Without delegate_ident_mapping the
+// pg_ident.conf map, the DBA's explicit list, decides and role attributes
+// are not checked.
+//
 // # Settings
 //
 // Settings are the oauth_jwt.* parameters without the prefix, as strings.
 // An empty value means the default. Lists are separated by commas and/or
 // white space; booleans are on/off (also true/false, yes/no, 1/0);
 // numbers are plain integers in the unit given. Relative paths are
-// relative to the data directory.
+// relative to the data directory. CheckSetting judges one value alone with
+// the same parsers (the module's GUC check hooks call it, so ALTER SYSTEM
+// refuses what a login would); the integer ranges below are those the
+// module's shim gives the server.
 //
 // Per-issuer (may be overridden in issuer_config):
 //
@@ -168,6 +184,10 @@
 //	role_map            value=role pairs, default empty; needs role_claim.
 //	client_role_map     clientid=role pairs, default empty.
 //	role_from_identity  bool, default off.
+//	allow_privileged_roles  bool, default off: in delegated mode, grant
+//	                    roles with SUPERUSER, BYPASSRLS or CREATEROLE (or
+//	                    members of such roles) too. MUST NOT be on for an
+//	                    issuer whose users choose their names or groups.
 //	log_accepted        bool, default off: log accepted tokens at LOG
 //	                    instead of DEBUG1.
 //
@@ -175,11 +195,11 @@
 //
 //	cache_dir               path, default <data_directory>/oauth_jwt_cache.
 //	cache_refresh_interval  seconds, default 300 (1..86400).
-//	cache_max_stale         seconds, default 3600 (1..2592000): how long
+//	cache_max_stale         seconds, default 3600 (1..604800): how long
 //	                        last-known-good keys are served, with a
 //	                        warning, while the provider fails.
 //	kid_refetch_interval    seconds, default 60 (1..86400).
-//	http_timeout            milliseconds, default 5000. It must stay below
+//	http_timeout            milliseconds, default 5000 (100..600000). It must stay below
 //	                        authentication_timeout: otherwise it is lowered
 //	                        to authentication_timeout minus 1 s (half of it
 //	                        when that is 1 s) and a warning is logged.
@@ -189,6 +209,9 @@
 //	                        by the trusted-file rule at every use.
 //	http_proxy              proxy URL, default empty = no proxy. The
 //	                        environment (HTTPS_PROXY...) is never consulted.
+//	                        Credentials in the URL are refused: any role
+//	                        can read the setting in a session that did
+//	                        not load the module.
 //	require_https           bool, default on. Off allows plain http for
 //	                        loopback hosts only (tests).
 //	issuer_config           path of the per-issuer file, default empty;
@@ -198,7 +221,9 @@
 // Server facts passed by the shim: server.data_directory,
 // server.authentication_timeout (seconds, default 60) and
 // server.module_path (the loaded oauth_jwt.so, whose directory holds the
-// oauth_jwt_fetch helper; read by the module, not by Settings). Other keys starting
+// oauth_jwt_fetch helper; read by the module, not by Settings) and
+// server.role_privileges (delegated logins: the requested role's
+// attributes, which the module puts in Request.RolePrivileges). Other keys starting
 // with "server." or "test.", and unknown keys, are ignored in Settings.
 //
 // # Per-issuer configuration
@@ -271,6 +296,10 @@
 //	no_identity                authn_id_claim absent, empty, not a string or
 //	                           number, or containing NUL
 //	role_not_allowed           delegated mode: nothing grants the role
+//	privileged_role            delegated mode: the granted role has
+//	                           SUPERUSER, BYPASSRLS or CREATEROLE, or is a
+//	                           member of a role that has one, and
+//	                           allow_privileged_roles is off
 //
 // Internal errors (non-nil error; the server logs an internal error):
 //

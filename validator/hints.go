@@ -66,6 +66,10 @@ var hints = map[Reason]string{
 	ReasonRoleNotAllowed: "Map a value of the token's \"oauth_jwt.role_claim\" to the role in " +
 		"\"oauth_jwt.role_map\", or its client in \"oauth_jwt.client_role_map\"; or log in as a role the " +
 		"token grants.",
+	ReasonPrivilegedRole: "Map the token to a role that has the privileges it needs through GRANTs, without " +
+		"SUPERUSER, BYPASSRLS or CREATEROLE and without membership in a role that has them; for administrators, " +
+		"a pg_hba.conf line with map= (pg_ident.conf names exactly who may use the role); or, if the claims of " +
+		"this issuer are under your control alone, set \"oauth_jwt.allow_privileged_roles\" to on for it.",
 	ReasonConfig: "Fix the setting the message names (in postgresql.conf or the issuer_config file) and " +
 		"reload; every login fails until then.",
 	ReasonAudNotConfigured: "Set \"oauth_jwt.audience\" globally, or in this issuer's section of the " +
@@ -84,7 +88,7 @@ var reasonOrder = []Reason{
 	ReasonNotYetValid, ReasonIatInFuture, ReasonAzpNotAllowed, ReasonMissingScope,
 	ReasonKeysUnavailable, ReasonDiscoveryIssuerMismatch, ReasonUnknownKID,
 	ReasonKIDNotSigningKey, ReasonKeyAlgMismatch, ReasonKeyTypeMismatch, ReasonWeakKey,
-	ReasonBadSignature, ReasonNoIdentity, ReasonRoleNotAllowed,
+	ReasonBadSignature, ReasonNoIdentity, ReasonRoleNotAllowed, ReasonPrivilegedRole,
 	ReasonAudNotConfigured, ReasonConfig, ReasonInsecureCache, ReasonInternal,
 }
 

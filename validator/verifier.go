@@ -216,8 +216,12 @@ func (r *run) validate(ctx context.Context) (Result, error) {
 		if r.tr != nil {
 			r.note("Granted: " + grant + ".")
 		}
+		if reason, detail = r.checkPrivileges(grant); reason != "" {
+			return r.reject(reason, detail)
+		}
 	} else {
 		r.skip(checkRole, "Without delegate_ident_mapping=1 the server maps the identity through the pg_ident.conf map of the pg_hba.conf line.")
+		r.skip(checkPrivileges, "Without delegate_ident_mapping=1 the DBA's pg_ident.conf map decides which roles an identity may use; role attributes are not checked.")
 	}
 	return r.accept(grant), nil
 }
