@@ -433,6 +433,9 @@ func dateOrAbsent(v gjson.Result, now float64) string {
 	if !ok {
 		return quoteClaim(v) + " (not a number)"
 	}
+	if !saneDate(t) {
+		return formatDate(t) + " (out of range)"
+	}
 	switch d := t - now; {
 	case d >= 0.5:
 		return fmt.Sprintf("%s (%s from now)", formatDate(t), seconds(d))

@@ -23,8 +23,9 @@ var hints = map[Reason]string{
 	ReasonWrongTokenType: "The client sent a token that is not an access token (a refresh, logout or other " +
 		"token): configure it to send the access token.",
 	ReasonIDToken: hintIDToken,
-	ReasonInvalidClaim: "A registered claim has the wrong JSON type: the identity provider (or a custom " +
-		"mapper) makes tokens that do not follow RFC 7519.",
+	ReasonInvalidClaim: "A registered claim has the wrong JSON type, or exp, nbf or iat is not a time from " +
+		"1970 to 9999: the identity provider (or a custom mapper) makes tokens that do not follow RFC 7519, " +
+		"or the token is forged.",
 	ReasonIssMismatch: "Copy the issuer exactly, byte for byte and trailing slash included, from the " +
 		"provider's discovery document into the pg_hba.conf issuer option and libpq's oauth_issuer " +
 		"(oauth_jwt_check issuer URL shows it).",
