@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
 )
 
 // oidcRequestScopes are the OpenID Connect request scopes (OpenID Connect
@@ -31,25 +33,27 @@ type requiredScope struct {
 // Connect request scopes, then those of required_scopes; each once.
 func (r *run) requiredScopes() []requiredScope {
 	var out []requiredScope
-	add := func(name, from string) {
-		for _, s := range out {
-			if s.name == name {
-				return
-			}
-		}
-		out = append(out, requiredScope{name, from})
-	}
 	if r.pol.EnforceHBAScope {
-		for _, s := range strings.Fields(r.req.Scope) {
+		for s := range strings.FieldsSeq(r.req.Scope) {
 			if !slices.Contains(oidcRequestScopes, s) {
-				add(s, scopeFromHBA)
+				out = addScope(out, s, scopeFromHBA)
 			}
 		}
 	}
 	for _, s := range r.pol.RequiredScopes {
-		add(s, scopeFromSetting)
+		out = addScope(out, s, scopeFromSetting)
 	}
 	return out
+}
+
+// addScope appends scope name, required by from, unless it is in l.
+func addScope(l []requiredScope, name, from string) []requiredScope {
+	for _, s := range l {
+		if s.name == name {
+			return l
+		}
+	}
+	return append(l, requiredScope{name, from})
 }
 
 // checkScopes applies the scope rule: every required scope is granted by
@@ -69,10 +73,9 @@ func (r *run) checkScopes() (Reason, string) {
 	if !ok {
 		return ReasonInvalidClaim, "The scope claim is not a string, or the scp claim is neither a string nor an array of strings."
 	}
-	auds, _ := stringOrArray(r.tok.claims.aud) // checked before
 	var missing []string
 	for _, s := range req {
-		if !grantsScope(have, s.name, auds, r.pol.Audiences) {
+		if !grantsScope(have, s.name, r.tok.claims.aud, r.pol.Audiences) {
 			missing = append(missing, quote(s.name)+" (required by "+s.from+")")
 		}
 	}
@@ -94,7 +97,7 @@ func (r *run) checkScopes() (Reason, string) {
 // "api://<client id>" is Entra's default application ID URI). A
 // "<URI>/.default" scope (Entra's "every permission granted to the
 // client") is granted by that audience alone: it never appears in tokens.
-func grantsScope(have []string, want string, auds, configured []string) bool {
+func grantsScope(have []string, want string, aud gjson.Result, configured []string) bool {
 	if slices.Contains(have, want) {
 		return true
 	}
@@ -102,6 +105,7 @@ func grantsScope(have []string, want string, auds, configured []string) bool {
 	if !ok {
 		return false
 	}
+	auds, _ := stringOrArray(aud) // its type was checked before
 	forUs := false
 	for _, a := range auds {
 		if slices.Contains(configured, a) && (prefix == a || prefix == "api://"+a) {
