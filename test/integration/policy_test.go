@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
 )
 
 // The pg_hba.conf scope is enforced by default (issue 11, item 1): before,
@@ -118,5 +120,44 @@ func TestIdentityWithControlCharacters(t *testing.T) {
 				t.Errorf("the identity was authenticated:\n%s", log)
 			}
 		})
+	}
+}
+
+// Internal error texts are escaped like the rest of the log (item 8): the
+// fetch helper's standard error reaches the log in the internal error of a
+// failed fetch. A helper that prints a carriage return, an escape sequence
+// and a right-to-left override leaves them escaped in the log line (the old
+// module wrote them raw).
+func TestFetchHelperStderrEscaped(t *testing.T) {
+	e := newIdPEnv(t, "alice")
+	helper := filepath.Join(e.PG.Dir, "lib", pgtest.FetchHelper)
+	saved, err := os.ReadFile(helper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\nprintf 'broken helper\\r LOG:  forged\\033[2K \\342\\200\\256gnp.exe\\n' >&2\nexit 3\n"
+	if err := os.WriteFile(helper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, helper)
+	t.Cleanup(func() {
+		if err := os.WriteFile(helper, saved, 0o755); err != nil {
+			t.Error(err)
+		}
+	})
+	ctx := ctxT(t, 60*time.Second)
+	mark := e.PG.LogMark()
+	if conn, err := e.PG.ConnectOAuth(ctx, "alice", e.token(t, "alice", nil)); err == nil {
+		conn.Close(ctx)
+		t.Fatal("login accepted with a cold cache and a failing fetch helper")
+	}
+	log := e.PG.WaitLog(mark, "internal error in OAuth validator module")
+	if want := `broken helper\r LOG:  forged\x1b[2K \u202egnp.exe`; !strings.Contains(log, want) {
+		t.Errorf("the log lacks the helper's escaped output %s:\n%q", want, log)
+	}
+	if i := strings.IndexFunc(log, func(r rune) bool {
+		return r != '\n' && r != '\t' && (r < 0x20 || r == 0x7f || r >= 0x80 && r <= 0x9f || r >= 0x202a && r <= 0x202e)
+	}); i >= 0 {
+		t.Errorf("the server log holds a raw control character at byte %d:\n%q", i, log)
 	}
 }
