@@ -122,6 +122,8 @@ static const OjwGuc ojw_gucs[] = {
 	{"role_map", OJW_STRING, "Mapping from role_claim values to PostgreSQL roles, as value=role pairs.", "", 0, 0, 0, 0},
 	{"client_role_map", OJW_STRING, "Mapping from client ids to PostgreSQL roles, as client=role pairs.", "", 0, 0, 0, 0},
 	{"role_from_identity", OJW_BOOL, "Whether an identity equal to the requested role may log in as that role.", NULL, 0, 0, 1, 0},
+	{"enforce_hba_scope", OJW_BOOL, "Whether every scope of the pg_hba.conf line (OpenID Connect request scopes excepted) must be granted by the token.", NULL, 1, 0, 1, 0},
+	{"max_token_lifetime", OJW_INT, "Longest lifetime (exp minus iat) of an accepted token.", NULL, 86400, 60, 31536000, GUC_UNIT_S},
 	{"allow_privileged_roles", OJW_BOOL, "Whether a token may be granted a role with SUPERUSER, BYPASSRLS or CREATEROLE, or a member of one, with delegate_ident_mapping.", NULL, 0, 0, 1, 0},
 	{"cache_dir", OJW_STRING, "Directory of the key cache shared by all backends; empty means inside the data directory.", "", 0, 0, 0, 0},
 	{"cache_refresh_interval", OJW_INT, "Age after which cached keys and discovery documents are fetched again.", NULL, 300, 1, 86400, GUC_UNIT_S},

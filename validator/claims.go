@@ -105,6 +105,10 @@ func (r *run) checkIdentity() (Reason, string) {
 	case strings.IndexByte(id, 0) >= 0:
 		return ReasonNoIdentity, fmt.Sprintf("The claim %s (%q) contains a NUL character.", quote(path), SettingPrefix+"authn_id_claim")
 	}
+	if why := identityProblem(id); why != "" {
+		return ReasonInvalidIdentity, fmt.Sprintf("The claim %s (%q) contains %s; the identity is written into the server's log lines and must not break or reorder them.",
+			quote(path), SettingPrefix+"authn_id_claim", why)
+	}
 	r.authnID = id
 	return "", ""
 }

@@ -20,6 +20,17 @@ const (
 	DefaultLeeway = 30 * time.Second
 	// MaxLeeway is the largest oauth_jwt.leeway accepted.
 	MaxLeeway = 300 * time.Second
+	// DefaultMaxTokenLifetime is the default of oauth_jwt.max_token_lifetime
+	// (24 h, which covers Auth0's API default of 86 400 s).
+	DefaultMaxTokenLifetime = 86400 * time.Second
+	// MinMaxTokenLifetime and MaxMaxTokenLifetime bound
+	// oauth_jwt.max_token_lifetime (1 min to 365 days); the C shim's GUC
+	// has the same bounds.
+	MinMaxTokenLifetime = 60 * time.Second
+	MaxMaxTokenLifetime = 365 * 86400 * time.Second
+	// MaxNumericDate is the first NumericDate (in seconds) refused in exp,
+	// nbf and iat: 10000-01-01T00:00:00Z. Times are also never negative.
+	MaxNumericDate = 253402300800
 	// DefaultAuthnIDClaim is the default of oauth_jwt.authn_id_claim.
 	DefaultAuthnIDClaim = "sub"
 	// DefaultCacheRefreshInterval is the default of oauth_jwt.cache_refresh_interval.
@@ -61,8 +72,22 @@ type Policy struct {
 	// must be one of them (oauth_jwt.allowed_client_ids).
 	AllowedClientIDs []string
 	// RequiredScopes must all be present in scope or scp
-	// (oauth_jwt.required_scopes).
+	// (oauth_jwt.required_scopes), in addition to the scopes of the
+	// pg_hba.conf line.
 	RequiredScopes []string
+	// EnforceHBAScope requires every scope of the pg_hba.conf line's scope
+	// option, except the OpenID Connect request scopes (openid, profile,
+	// email, address, phone, offline_access), to be granted by the token
+	// (oauth_jwt.enforce_hba_scope, default on). Turning it off weakens
+	// security: the pg_hba.conf scope is then only what clients request.
+	// It MUST NOT be off unless the identity provider puts no scopes in its
+	// tokens (Dex); RequiredScopes still applies.
+	EnforceHBAScope bool
+	// MaxTokenLifetime bounds exp - iat (exp - now when iat is absent)
+	// (oauth_jwt.max_token_lifetime, default DefaultMaxTokenLifetime): a
+	// validator that checks offline cannot see revocation, so a token must
+	// not be usable for longer than this.
+	MaxTokenLifetime time.Duration
 	// AllowedAlgorithms is the JWS alg allow-list; asymmetric algorithms
 	// only (oauth_jwt.allowed_algorithms).
 	AllowedAlgorithms []string
@@ -209,7 +234,8 @@ var policyKeys = []string{
 	"audience", "allowed_client_ids", "required_scopes", "allowed_algorithms",
 	"leeway", "accept_id_tokens", "jwks_uri", "discovery_url",
 	"authn_id_claim", "role_claim", "role_map", "client_role_map",
-	"role_from_identity", "allow_privileged_roles", "log_accepted",
+	"role_from_identity", "enforce_hba_scope", "max_token_lifetime",
+	"allow_privileged_roles", "log_accepted",
 }
 
 // serverKeys are server-wide: one key cache and one HTTP client serve every
@@ -418,6 +444,12 @@ func parsePolicy(loc *location, get func(string) (string, bool), base Policy,
 			p.ClientRoleMap, err = parseRoleMap(v, key, at(key))
 		case "role_from_identity":
 			p.RoleFromIdentity, err = parseBool(v, false, key, at(key))
+		case "enforce_hba_scope":
+			p.EnforceHBAScope, err = parseBool(v, true, key, at(key))
+		case "max_token_lifetime":
+			p.MaxTokenLifetime = DefaultMaxTokenLifetime
+			err = parseDuration(v, &p.MaxTokenLifetime, time.Second, int(MinMaxTokenLifetime/time.Second),
+				int(MaxMaxTokenLifetime/time.Second), key, at(key))
 		case "allow_privileged_roles":
 			p.AllowPrivilegedRoles, err = parseBool(v, false, key, at(key))
 		case "log_accepted":

@@ -94,6 +94,8 @@ func TestParseSettingsDefaults(t *testing.T) {
 		AllowedAlgorithms: strings.Split(DefaultAlgorithms, ","),
 		Leeway:            30 * time.Second,
 		AuthnIDClaim:      "sub",
+		EnforceHBAScope:   true,
+		MaxTokenLifetime:  24 * time.Hour,
 	}
 	if !reflect.DeepEqual(p, want) {
 		t.Errorf("default policy:\n got %+v\nwant %+v", p, want)

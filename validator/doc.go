@@ -12,7 +12,7 @@
 // # Use
 //
 //	v, err := validator.New(settings)       // settings: oauth_jwt.* without the prefix
-//	res, err := v.Validate(ctx, validator.Request{Token: tok, Issuer: hbaIssuer, Role: role})
+//	res, err := v.Validate(ctx, validator.Request{Token: tok, Issuer: hbaIssuer, Scope: hbaScope, Role: role})
 //
 // A nil error with res.Authorized == false is a rejected token;
 // res.Reason says why and res.Logs explain it for the server log. A
@@ -34,7 +34,8 @@
 //  2. header: alg in allowed_algorithms; no "crit" (or "b64"); no
 //     "jku", "x5u", "jwk" or "x5c" (keys named by the token are never
 //     fetched or trusted); no nested JWT (cty "JWT");
-//  3. token type (below), iss, aud, exp/nbf/iat, client, scopes;
+//  3. token type (below), iss, aud, exp/nbf/iat, lifetime, client,
+//     scopes (below);
 //  4. keys and signature: kid selects the key in the issuer's JWKS;
 //  5. identity (authn_id) and, with delegate_ident_mapping=1, the role.
 //
@@ -96,6 +97,45 @@
 // Never list a client ID as an audience unless you mean to accept ID
 // tokens issued to that client.
 //
+// # Times and lifetime
+//
+// exp is required; exp, nbf and iat must be JSON numbers (fractions
+// allowed, RFC 7519 NumericDate) from 0 to before MaxNumericDate (the
+// year 10000), else invalid_claim: a negative time or exp 1e30 is a
+// broken or forged token. The leeway applies to exp, nbf and iat. A
+// validator that checks offline cannot see a revoked token, so its
+// lifetime is bounded: exp - iat must not exceed max_token_lifetime
+// (default 24 h), and a token without iat must not stay valid for longer
+// than max_token_lifetime plus the leeway from now (lifetime_too_long).
+//
+// # Scopes
+//
+// The token must grant every scope of the pg_hba.conf line's scope option
+// (Request.Scope) except the OpenID Connect request scopes openid, profile,
+// email, address, phone and offline_access, which ask for claims and which
+// providers do not put in access tokens; and every scope of
+// required_scopes (no exception there). A scope is granted when it is a
+// whole word of the "scope" claim (space-separated) or of "scp" (a string
+// or an array of strings): exact, case-sensitive, never a prefix
+// ("pg:connect-admin" does not grant "pg:connect"). enforce_hba_scope off
+// (per issuer) drops the pg_hba.conf part for providers that put no
+// scopes in tokens (Dex); required_scopes still apply. The rejection
+// detail names each missing scope and where it was required.
+//
+// One renaming is understood, Microsoft Entra ID's: a client requests
+// "api://<app>/db.login" and the access token carries "db.login" in scp.
+// A URI-shaped scope ("scheme://authority/path/name") is therefore also
+// granted by its last path segment alone, but only when the rest names the
+// token's own audience: a value of aud that is also a configured audience,
+// equal to the rest (v1 tokens, whose aud is the application ID URI) or
+// equal to it without "api://" (v2 tokens carry the application's client
+// id as aud, and "api://<client id>" is the default application ID URI).
+// So a scope granted for another API never counts. A "<URI>/.default"
+// scope (Entra's "all permissions granted to the client", never echoed) is
+// granted by that audience alone. With a custom application ID URI and v2
+// tokens the rest cannot be tied to aud: list the bare scope name in
+// required_scopes and turn enforce_hba_scope off for that issuer.
+//
 // # Identity and trust
 //
 // authn_id is read from authn_id_claim only after the signature has
@@ -106,7 +146,14 @@
 // rejections do quote iss, sub, azp, aud and exp, marked "signature not
 // verified". A string claim is used as is; a number is rendered as its
 // JSON text; anything else, an empty string or a string containing NUL is
-// no_identity.
+// no_identity. PostgreSQL writes authn_id unescaped into its own log lines
+// ("connection authenticated: identity=...", pg_ident.conf mismatches), so
+// an identity holding a control character (C0, DEL, C1), the line
+// separators U+2028 or U+2029, or a bidirectional embedding, override or
+// isolate (U+202A to U+202E, U+2066 to U+2069, which reorder how the rest
+// of the line is displayed) is invalid_identity and never becomes
+// authn_id. Names in right-to-left scripts need none of those; the
+// bidirectional marks U+200E, U+200F and U+061C are allowed.
 //
 // Claim paths (authn_id_claim, role_claim) use a safe subset of gjson
 // path syntax: keys separated by dots, numeric components indexing arrays,
@@ -164,10 +211,14 @@
 //	                    is a configuration error, never "any audience".
 //	allowed_client_ids  list, default empty (not checked). azp, else
 //	                    client_id, else appid, else cid (Okta) must be one of them.
-//	required_scopes     list, default empty. Each must be in "scope"
-//	                    (space-separated) or "scp" (string or array).
-//	                    The pg_hba scope option is what clients request
-//	                    and is not checked: providers rename scopes.
+//	required_scopes     list, default empty. Scopes required besides
+//	                    the pg_hba scope option's (see "Scopes").
+//	enforce_hba_scope   bool, default on: the token must grant the scopes
+//	                    of the pg_hba scope option (OpenID Connect request
+//	                    scopes excepted). Off only for providers that put
+//	                    no scopes in tokens (Dex).
+//	max_token_lifetime  seconds, default 86400 (60..31536000): the longest
+//	                    exp - iat accepted (see "Times and lifetime").
 //	allowed_algorithms  list, default RS256,RS384,RS512,PS256,PS384,PS512,
 //	                    ES256,ES384,ES512,EdDSA. "none" and HS* are
 //	                    configuration errors.
@@ -273,7 +324,8 @@
 //	untrusted_key_header       jku, x5u, jwk or x5c header member
 //	wrong_token_type           not an access token nor an ID token
 //	id_token                   an ID token while accept_id_tokens is off
-//	invalid_claim              a registered claim of the wrong JSON type
+//	invalid_claim              a registered claim of the wrong JSON type, or
+//	                           exp, nbf or iat negative or in year 10000+
 //	iss_mismatch               iss absent or not the pg_hba issuer (the
 //	                           detail points out a trailing-slash difference)
 //	aud_mismatch               aud absent, empty, or without a configured one
@@ -281,8 +333,11 @@
 //	expired                    exp + leeway in the past
 //	not_yet_valid              nbf - leeway in the future
 //	iat_in_future              iat - leeway in the future
+//	lifetime_too_long          exp - iat (no iat: exp - now - leeway) above
+//	                           max_token_lifetime
 //	azp_not_allowed            client not in allowed_client_ids
-//	missing_scope              a required scope missing
+//	missing_scope              a scope of the pg_hba scope option or of
+//	                           required_scopes not granted
 //	keys_unavailable           the issuer's keys cannot be had now (provider
 //	                           down or answering too much, no usable cache)
 //	discovery_issuer_mismatch  the discovery document names another issuer
@@ -295,6 +350,8 @@
 //	bad_signature              the signature does not verify
 //	no_identity                authn_id_claim absent, empty, not a string or
 //	                           number, or containing NUL
+//	invalid_identity           authn_id with a control, line-separator or
+//	                           bidirectional formatting character
 //	role_not_allowed           delegated mode: nothing grants the role
 //	privileged_role            delegated mode: the granted role has
 //	                           SUPERUSER, BYPASSRLS or CREATEROLE, or is a
@@ -334,7 +391,10 @@
 // verdict: a LOG record for a rejection, a DEBUG1 record (LOG with
 // log_accepted) for an acceptance. Details are sentences naming the
 // claims that explain the verdict (iss, sub, azp, aud, exp), quoted and
-// truncated. The token, or any segment of it, never appears in a record
+// truncated, with control characters escaped; error texts from elsewhere
+// (the fetch helper's output among them) are escaped the same way
+// (EscapeLogText), so every record stays one line. The token, or any
+// segment of it, never appears in a record
 // or an error text; as a last guard, any segment that a crafted claim
 // repeats is replaced by "[redacted]".
 //

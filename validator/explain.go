@@ -37,10 +37,11 @@ const (
 	checkExp        = "exp"
 	checkNbf        = "nbf"
 	checkIat        = "iat"
-	checkClient     = "client" // azp / client_id / appid in allowed_client_ids
-	checkScope      = "scope"  // required_scopes
-	checkKeys       = "keys"   // the issuer's key set
-	checkKID        = "kid"    // a usable key for the token
+	checkLifetime   = "lifetime" // max_token_lifetime
+	checkClient     = "client"   // azp / client_id / appid in allowed_client_ids
+	checkScope      = "scope"    // pg_hba.conf scope and required_scopes
+	checkKeys       = "keys"     // the issuer's key set
+	checkKID        = "kid"      // a usable key for the token
 	checkSignature  = "signature"
 	checkIdentity   = "identity"   // authn_id_claim
 	checkRole       = "role"       // delegated role mapping
@@ -49,14 +50,14 @@ const (
 
 var checkOrder = []string{
 	checkRequest, checkParse, checkAlg, checkCrit, checkKeyHeaders, checkCty,
-	checkType, checkIss, checkAud, checkExp, checkNbf, checkIat, checkClient,
+	checkType, checkIss, checkAud, checkExp, checkNbf, checkIat, checkLifetime, checkClient,
 	checkScope, checkKeys, checkKID, checkSignature, checkIdentity, checkRole,
 	checkPrivileges,
 }
 
 // CheckNames returns the names of the checks Explain reports, in the order
 // Validate runs them: request, parse, alg, crit, key_headers, cty,
-// token_type, iss, aud, exp, nbf, iat, client, scope, keys, kid,
+// token_type, iss, aud, exp, nbf, iat, lifetime, client, scope, keys, kid,
 // signature, identity, role, privileges.
 func CheckNames() []string { return slices.Clone(checkOrder) }
 
@@ -338,6 +339,15 @@ func (r *run) describe(c *Check) {
 	case checkIat:
 		c.Got = dateOrAbsent(cl.iat, now)
 		c.Want = fmt.Sprintf("not after %s plus the leeway (%s)", formatDate(now), leeway)
+	case checkLifetime:
+		if exp, ok := numericDate(cl.exp); ok {
+			if iat, ok := numericDate(cl.iat); ok {
+				c.Got = fmt.Sprintf("valid for %s (exp - iat)", seconds(exp-iat))
+			} else {
+				c.Got = fmt.Sprintf("valid for %s more (no iat: exp - now)", seconds(exp-now))
+			}
+		}
+		c.Want = fmt.Sprintf("at most %s (%q)", seconds(r.pol.MaxTokenLifetime.Seconds()), SettingPrefix+"max_token_lifetime")
 	case checkClient:
 		if client, name, _ := r.client(); name != "" {
 			c.Got = quote(client) + " (" + name + ")"
@@ -351,7 +361,11 @@ func (r *run) describe(c *Check) {
 		} else {
 			c.Got = "scope " + claimOrAbsent(cl.scope) + ", scp " + claimOrAbsent(cl.scp)
 		}
-		c.Want = "all of " + quoteList(r.pol.RequiredScopes)
+		var want []string
+		for _, s := range r.requiredScopes() {
+			want = append(want, quote(s.name)+" ("+strings.TrimPrefix(s.from, "the ")+")")
+		}
+		c.Want = "all of " + strings.Join(want, ", ")
 	case checkKeys:
 		c.Want = "the key set of issuer " + quote(r.req.Issuer) + " from " + keySourceText(r.pol, r.req.Issuer)
 		if k := r.keys; k != nil && k.Set != nil {
@@ -383,7 +397,7 @@ func (r *run) describe(c *Check) {
 		}
 	case checkIdentity:
 		c.Got = claimOrAbsent(gjson.GetBytes(r.tok.payload, r.pol.AuthnIDClaim))
-		c.Want = fmt.Sprintf("claim %s (%q): a non-empty string or a number", quote(r.pol.AuthnIDClaim), SettingPrefix+"authn_id_claim")
+		c.Want = fmt.Sprintf("claim %s (%q): a non-empty string or a number, without control or bidirectional formatting characters", quote(r.pol.AuthnIDClaim), SettingPrefix+"authn_id_claim")
 	case checkRole:
 		var parts []string
 		if r.pol.RoleClaim != "" {
@@ -426,6 +440,9 @@ func dateOrAbsent(v gjson.Result, now float64) string {
 	t, ok := numericDate(v)
 	if !ok {
 		return quoteClaim(v) + " (not a number)"
+	}
+	if !saneDate(t) {
+		return formatDate(t) + " (out of range)"
 	}
 	switch d := t - now; {
 	case d >= 0.5:

@@ -31,6 +31,7 @@ func ExampleVerifier_Explain() {
 	// pass exp       2026-11-24T10:05:00Z (300 s from now)
 	// skip nbf
 	// pass iat       2026-11-24T09:59:00Z (60 s ago)
+	// pass lifetime  valid for 360 s (exp - iat)
 	// fail client    "psql" (azp)
 	// skip scope
 	// skip keys

@@ -23,8 +23,9 @@ var hints = map[Reason]string{
 	ReasonWrongTokenType: "The client sent a token that is not an access token (a refresh, logout or other " +
 		"token): configure it to send the access token.",
 	ReasonIDToken: hintIDToken,
-	ReasonInvalidClaim: "A registered claim has the wrong JSON type: the identity provider (or a custom " +
-		"mapper) makes tokens that do not follow RFC 7519.",
+	ReasonInvalidClaim: "A registered claim has the wrong JSON type, or exp, nbf or iat is not a time from " +
+		"1970 to 9999: the identity provider (or a custom mapper) makes tokens that do not follow RFC 7519, " +
+		"or the token is forged.",
 	ReasonIssMismatch: "Copy the issuer exactly, byte for byte and trailing slash included, from the " +
 		"provider's discovery document into the pg_hba.conf issuer option and libpq's oauth_issuer " +
 		"(oauth_jwt_check issuer URL shows it).",
@@ -39,10 +40,14 @@ var hints = map[Reason]string{
 		"\"oauth_jwt.leeway\" tolerates up to 300 s of skew.",
 	ReasonIatInFuture: "The server's clock is behind the identity provider's: synchronise them (NTP); " +
 		"\"oauth_jwt.leeway\" tolerates up to 300 s of skew.",
+	ReasonLifetimeTooLong: "Make the identity provider issue shorter-lived access tokens, or raise " +
+		"\"oauth_jwt.max_token_lifetime\" (for this issuer in \"oauth_jwt.issuer_config\"); a token that " +
+		"stays valid longer cannot be revoked by an offline check.",
 	ReasonAzpNotAllowed: "Add the client id to \"oauth_jwt.allowed_client_ids\", or make the program use an " +
 		"allowed client (libpq's oauth_client_id).",
-	ReasonMissingScope: "Request the scope (the pg_hba.conf scope option is what psql asks for) and let the " +
-		"provider grant it to this client, or change \"oauth_jwt.required_scopes\".",
+	ReasonMissingScope: "Let the provider grant the scope the detail names to this client (psql requests the " +
+		"pg_hba.conf scope option), or change that option or \"oauth_jwt.required_scopes\". For a provider " +
+		"that puts no scopes in tokens (Dex), set \"oauth_jwt.enforce_hba_scope\" to off for its issuer.",
 	ReasonKeysUnavailable: "The server cannot get the issuer's keys: check the network from the server host, " +
 		"\"oauth_jwt.ca_file\", \"oauth_jwt.http_proxy\" and \"oauth_jwt.http_timeout\"; the WARNING lines " +
 		"before the rejection say what failed. Run oauth_jwt_check issuer URL on the server host.",
@@ -63,6 +68,8 @@ var hints = map[Reason]string{
 		"another provider signed it under the same kid. Get a fresh token from the issuer named in pg_hba.conf.",
 	ReasonNoIdentity: "Set \"oauth_jwt.authn_id_claim\" to a claim every access token carries (sub, or " +
 		"preferred_username or email through a mapper), or make the provider add it.",
+	ReasonInvalidIdentity: "The identity claim holds a control or bidirectional formatting character: set " +
+		"\"oauth_jwt.authn_id_claim\" to a claim users cannot edit (sub), or fix the value at the provider.",
 	ReasonRoleNotAllowed: "Map a value of the token's \"oauth_jwt.role_claim\" to the role in " +
 		"\"oauth_jwt.role_map\", or its client in \"oauth_jwt.client_role_map\"; or log in as a role the " +
 		"token grants.",
@@ -85,10 +92,11 @@ var reasonOrder = []Reason{
 	ReasonMalformed, ReasonTokenTooLarge, ReasonAlgNotAllowed, ReasonCritHeader,
 	ReasonUntrustedKeyHeader, ReasonWrongTokenType, ReasonIDToken, ReasonInvalidClaim,
 	ReasonIssMismatch, ReasonAudMismatch, ReasonMissingExp, ReasonExpired,
-	ReasonNotYetValid, ReasonIatInFuture, ReasonAzpNotAllowed, ReasonMissingScope,
+	ReasonNotYetValid, ReasonIatInFuture, ReasonLifetimeTooLong, ReasonAzpNotAllowed, ReasonMissingScope,
 	ReasonKeysUnavailable, ReasonDiscoveryIssuerMismatch, ReasonUnknownKID,
 	ReasonKIDNotSigningKey, ReasonKeyAlgMismatch, ReasonKeyTypeMismatch, ReasonWeakKey,
-	ReasonBadSignature, ReasonNoIdentity, ReasonRoleNotAllowed, ReasonPrivilegedRole,
+	ReasonBadSignature, ReasonNoIdentity, ReasonInvalidIdentity, ReasonRoleNotAllowed,
+	ReasonPrivilegedRole,
 	ReasonAudNotConfigured, ReasonConfig, ReasonInsecureCache, ReasonInternal,
 }
 

@@ -1,10 +1,12 @@
 package validator
 
 import (
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 )
@@ -36,6 +38,67 @@ func quote(s string) string {
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// EscapeLogText makes a text that did not come from this package (an
+// error, a fetch helper's output) safe for one log line, with the escapes
+// quote uses: control characters (C0, DEL, C1) as \n, \t, \x1b, \u0085,
+// the line separators U+2028 and U+2029 and the bidirectional controls
+// (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069) as \uXXXX,
+// and bytes that are not UTF-8 as \xNN. Everything else, backslashes
+// included, is kept, so escaping twice changes nothing more.
+func EscapeLogText(s string) string {
+	clean := true
+	for _, c := range s {
+		if needsEscape(c) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case c == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case needsEscape(c):
+			switch c {
+			case '\n':
+				b.WriteString(`\n`)
+			case '\r':
+				b.WriteString(`\r`)
+			case '\t':
+				b.WriteString(`\t`)
+			default:
+				if c < 0x80 {
+					fmt.Fprintf(&b, `\x%02x`, c)
+				} else {
+					fmt.Fprintf(&b, `\u%04x`, c)
+				}
+			}
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// needsEscape reports whether EscapeLogText escapes c (utf8.RuneError
+// stands for an invalid byte; a real U+FFFD is escaped too, harmlessly).
+func needsEscape(c rune) bool {
+	switch {
+	case c < 0x20, c == 0x7f, c >= 0x80 && c <= 0x9f:
+		return true
+	case c == 0x2028, c == 0x2029, c == 0x061c, c == 0x200e, c == 0x200f:
+		return true
+	case c >= 0x202a && c <= 0x202e, c >= 0x2066 && c <= 0x2069:
+		return true
+	}
+	return c == utf8.RuneError
+}
 
 // quoteClaim renders a claim value of any JSON type for a log record.
 func quoteClaim(r gjson.Result) string {

@@ -29,7 +29,9 @@ const (
 	// ReasonIDToken: an OpenID Connect ID token, while accept_id_tokens is off.
 	ReasonIDToken Reason = "id_token"
 	// ReasonInvalidClaim: a registered claim has the wrong JSON type (iss not
-	// a string, exp not a number, aud neither string nor array of strings...).
+	// a string, exp not a number, aud neither string nor array of strings...),
+	// or exp, nbf or iat is a time out of range (negative, or in the year
+	// 10000 or later).
 	ReasonInvalidClaim Reason = "invalid_claim"
 	// ReasonIssMismatch: iss is absent or differs from the pg_hba issuer.
 	ReasonIssMismatch Reason = "iss_mismatch"
@@ -44,11 +46,16 @@ const (
 	ReasonNotYetValid Reason = "not_yet_valid"
 	// ReasonIatInFuture: iat is in the future by more than the leeway.
 	ReasonIatInFuture Reason = "iat_in_future"
+	// ReasonLifetimeTooLong: the token is valid for longer than
+	// max_token_lifetime: exp - iat, or exp - now (plus the leeway) when it
+	// has no iat.
+	ReasonLifetimeTooLong Reason = "lifetime_too_long"
 	// ReasonAzpNotAllowed: allowed_client_ids is set and the token's client
 	// (azp, else client_id, else appid) is absent or not in it.
 	ReasonAzpNotAllowed Reason = "azp_not_allowed"
-	// ReasonMissingScope: a scope of required_scopes is in neither scope
-	// nor scp.
+	// ReasonMissingScope: a scope of the pg_hba.conf scope option (unless
+	// enforce_hba_scope is off; OpenID Connect request scopes excepted) or
+	// of required_scopes is granted by neither scope nor scp.
 	ReasonMissingScope Reason = "missing_scope"
 	// ReasonKeysUnavailable: the issuer's keys could not be obtained (the
 	// identity provider is down or answered badly or too much, and no
@@ -77,6 +84,11 @@ const (
 	// ReasonNoIdentity: the authn_id_claim is absent, empty, not a string or
 	// number, or contains a NUL character.
 	ReasonNoIdentity Reason = "no_identity"
+	// ReasonInvalidIdentity: the authn_id_claim value contains a character
+	// that would break or disguise the server's log lines: a control
+	// character (C0, DEL, C1), U+2028, U+2029, or a bidirectional
+	// embedding, override or isolate (U+202A to U+202E, U+2066 to U+2069).
+	ReasonInvalidIdentity Reason = "invalid_identity"
 	// ReasonRoleNotAllowed: in delegated mode (delegate_ident_mapping=1),
 	// nothing in the token grants the requested role.
 	ReasonRoleNotAllowed Reason = "role_not_allowed"

@@ -118,6 +118,10 @@ func checkPolicy(p *Policy, needAudience bool) error {
 	if p.Leeway < 0 || p.Leeway > MaxLeeway {
 		return &ConfigError{Setting: SettingPrefix + "leeway", Msg: fmt.Sprintf("must be from 0 to %d seconds", int(MaxLeeway/time.Second))}
 	}
+	if p.MaxTokenLifetime < MinMaxTokenLifetime || p.MaxTokenLifetime > MaxMaxTokenLifetime {
+		return &ConfigError{Setting: SettingPrefix + "max_token_lifetime", Msg: fmt.Sprintf("must be from %d to %d seconds",
+			int(MinMaxTokenLifetime/time.Second), int(MaxMaxTokenLifetime/time.Second))}
+	}
 	if p.AuthnIDClaim == "" {
 		return &ConfigError{Setting: SettingPrefix + "authn_id_claim", Msg: "no claim is named"}
 	}
@@ -339,7 +343,7 @@ func (r *run) checkClaims() (Reason, string) {
 		return ReasonAudMismatch, fmt.Sprintf("The token's audience %s contains none of the configured audiences %s.", quoteClaim(c.aud), quoteList(p.Audiences))
 	}
 
-	// exp, nbf, iat
+	// exp, nbf, iat, lifetime
 	now := float64(r.now.UnixNano()) / 1e9
 	leeway := p.Leeway.Seconds()
 	r.begin(checkExp)
@@ -350,6 +354,9 @@ func (r *run) checkClaims() (Reason, string) {
 	if !ok {
 		return ReasonInvalidClaim, "The exp claim is not a number."
 	}
+	if !saneDate(exp) {
+		return ReasonInvalidClaim, "The exp claim " + dateRangeProblem(exp)
+	}
 	if now >= exp+leeway {
 		return ReasonExpired, fmt.Sprintf("The token expired %s ago (exp %s); the leeway is %s.", seconds(now-exp), formatDate(exp), seconds(leeway))
 	}
@@ -359,23 +366,33 @@ func (r *run) checkClaims() (Reason, string) {
 		if !ok {
 			return ReasonInvalidClaim, "The nbf claim is not a number."
 		}
+		if !saneDate(nbf) {
+			return ReasonInvalidClaim, "The nbf claim " + dateRangeProblem(nbf)
+		}
 		if nbf > now+leeway {
 			return ReasonNotYetValid, fmt.Sprintf("The token is not valid before %s (nbf), %s from now; the leeway is %s.", formatDate(nbf), seconds(nbf-now), seconds(leeway))
 		}
 	} else {
 		r.skip(checkNbf, "The token has no nbf claim.")
 	}
-	if c.iat.Exists() {
+	iat, hasIat := 0.0, c.iat.Exists()
+	if hasIat {
 		r.begin(checkIat)
-		iat, ok := numericDate(c.iat)
-		if !ok {
+		if iat, ok = numericDate(c.iat); !ok {
 			return ReasonInvalidClaim, "The iat claim is not a number."
+		}
+		if !saneDate(iat) {
+			return ReasonInvalidClaim, "The iat claim " + dateRangeProblem(iat)
 		}
 		if iat > now+leeway {
 			return ReasonIatInFuture, fmt.Sprintf("The token claims to be issued at %s (iat), %s in the future; the leeway is %s. Check the clocks.", formatDate(iat), seconds(iat-now), seconds(leeway))
 		}
 	} else {
 		r.skip(checkIat, "The token has no iat claim.")
+	}
+	r.begin(checkLifetime)
+	if reason, detail := lifetimeProblem(exp, iat, hasIat, now, leeway, p.MaxTokenLifetime.Seconds()); reason != "" {
+		return reason, detail
 	}
 
 	// azp / client_id / appid
@@ -395,23 +412,8 @@ func (r *run) checkClaims() (Reason, string) {
 	}
 
 	// scopes
-	if len(p.RequiredScopes) > 0 {
-		r.begin(checkScope)
-		have, ok := r.scopes()
-		if !ok {
-			return ReasonInvalidClaim, "The scope claim is not a string, or the scp claim is neither a string nor an array of strings."
-		}
-		var missing []string
-		for _, s := range p.RequiredScopes {
-			if !slices.Contains(have, s) {
-				missing = append(missing, s)
-			}
-		}
-		if len(missing) > 0 {
-			return ReasonMissingScope, fmt.Sprintf("The token lacks the required scope(s) %s; it has %s.", quoteList(missing), quoteList(have))
-		}
-	} else {
-		r.skip(checkScope, `"`+SettingPrefix+`required_scopes" is empty: scopes are not checked.`)
+	if reason, detail := r.checkScopes(); reason != "" {
+		return reason, detail
 	}
 	return "", ""
 }
@@ -513,18 +515,18 @@ func KeySourceReason(err error) Reason {
 	return ReasonInternal
 }
 
-// oneLine makes an error text safe for a single detail sentence.
+// oneLine makes an error text safe for a single detail sentence: escaped
+// as every text from outside is (EscapeLogText), at most 512 bytes.
 func oneLine(err error) string {
-	s := strings.Map(func(c rune) rune {
-		if c < 0x20 || c == 0x7f {
-			return ' '
-		}
-		return c
-	}, err.Error())
+	s := err.Error()
 	if len(s) > 512 {
-		s = s[:512] + "..."
+		cut := 512
+		for cut > 0 && !isRuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
 	}
-	return s
+	return EscapeLogText(s)
 }
 
 // checkSignature finds the key and verifies the signature. done is true

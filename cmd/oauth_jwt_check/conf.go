@@ -50,6 +50,8 @@ var gucs = map[string]guc{
 	"role_map":               {kind: kindString},
 	"client_role_map":        {kind: kindString},
 	"role_from_identity":     {kind: kindBool, def: "off"},
+	"enforce_hba_scope":      {kind: kindBool, def: "on"},
+	"max_token_lifetime":     {kind: kindSeconds, def: "86400", min: 60, max: 31536000},
 	"allow_privileged_roles": {kind: kindBool, def: "off"},
 	"cache_dir":              {kind: kindString},
 	"cache_refresh_interval": {kind: kindSeconds, def: "300", min: 1, max: 86400},

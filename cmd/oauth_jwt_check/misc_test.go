@@ -132,6 +132,9 @@ func TestConvertUnits(t *testing.T) {
 		{"require_https", "y", "on"},
 		{"require_https", "0", "off"},
 		{"audience", " api://pg ", " api://pg "},
+		{"max_token_lifetime", "1d", "86400"},
+		{"max_token_lifetime", "1min", "60"},
+		{"enforce_hba_scope", "off", "off"},
 	} {
 		got, err := convert(gucs[c.name], c.raw)
 		if err != nil || got != c.want {
@@ -141,6 +144,7 @@ func TestConvertUnits(t *testing.T) {
 	for _, c := range []struct{ name, raw string }{
 		{"leeway", "301"}, {"leeway", "-1"}, {"leeway", "5m"}, {"leeway", "five"},
 		{"http_timeout", "50ms"}, {"accept_id_tokens", "o"}, {"accept_id_tokens", "maybe"},
+		{"max_token_lifetime", "30s"}, {"max_token_lifetime", "366d"}, {"enforce_hba_scope", "maybe"},
 	} {
 		if got, err := convert(gucs[c.name], c.raw); err == nil {
 			t.Errorf("%s = %q: got %q, want an error", c.name, c.raw, got)
@@ -292,6 +296,49 @@ func TestConfigAndHBAFiles(t *testing.T) {
 	res = runTool(t, tok, "token", "--config", conf, "--hba", hba, "--role", "postgres")
 	if res.code != exitRejected || !strings.Contains(res.stdout, "role_not_allowed") {
 		t.Errorf("exit %d:\n%s", res.code, res.stdout)
+	}
+}
+
+// TestConfigPolicySettings: the pg_hba scope read by --hba is enforced, and
+// enforce_hba_scope and max_token_lifetime are read by --config as the server reads them.
+func TestConfigPolicySettings(t *testing.T) {
+	w := getWorld(t)
+	dir := t.TempDir()
+	hba := filepath.Join(dir, "pg_hba.conf")
+	if err := os.WriteFile(hba, []byte(fmt.Sprintf("host all all ::1/128 oauth issuer=%q scope=\"openid pg:connect\"\n", w.idp.Issuer())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := "oauth_jwt.audience = 'pg'\noauth_jwt.require_https = off\n"
+	long := std(map[string]any{"iat": goldenNow.Unix(), "exp": goldenNow.Add(20 * time.Minute).Unix(), "scope": "openid pg:connect"})
+	for _, tc := range []struct {
+		name, conf string
+		claims     map[string]any
+		reason     string
+	}{
+		{"pg_hba scope missing", "", std(nil), "missing_scope"},
+		{"lifetime over max_token_lifetime", "oauth_jwt.max_token_lifetime = '10min'\n", long, "lifetime_too_long"},
+		{"pg_hba scope granted", "", std(map[string]any{"scope": "openid pg:connect"}), "ok"},
+		{"enforce_hba_scope off", "oauth_jwt.enforce_hba_scope = off\n", std(nil), "ok"},
+		{"lifetime within max_token_lifetime", "oauth_jwt.max_token_lifetime = '1h'\n", long, "ok"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conf := filepath.Join(t.TempDir(), "postgresql.conf")
+			if err := os.WriteFile(conf, []byte(base+tc.conf), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			tok, err := w.idp.Mint(tc.claims)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := runTool(t, tok, "token", "--config", conf, "--hba", hba, "--role", "test-user", "--json")
+			var rep tokenReport
+			if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
+				t.Fatalf("exit %d: %s\n%s", res.code, res.stderr, res.stdout)
+			}
+			if rep.Reason != tc.reason || (res.code == exitOK) != (tc.reason == "ok") {
+				t.Errorf("reason %q (exit %d), want %q", rep.Reason, res.code, tc.reason)
+			}
+		})
 	}
 }
 

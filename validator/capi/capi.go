@@ -409,9 +409,11 @@ func fill(r *C.OjwResult, res validator.Result, internal bool) {
 	r.nlogs = C.int(len(res.Logs))
 	logs := unsafe.Slice(r.logs, len(res.Logs))
 	for i, l := range res.Logs {
+		// Log lines stay lines: the texts of errors (the fetch helper's
+		// output among them) are escaped as the validator's own are.
 		logs[i].level = C.int(l.Level)
-		logs[i].message = C.CString(l.Message)
-		logs[i].detail = C.CString(l.Detail)
+		logs[i].message = C.CString(validator.EscapeLogText(l.Message))
+		logs[i].detail = C.CString(validator.EscapeLogText(l.Detail))
 	}
 }
 

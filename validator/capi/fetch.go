@@ -164,5 +164,5 @@ func (c *capped) firstLine() string {
 	if len(line) > 300 {
 		line = line[:300] + "..."
 	}
-	return ": " + line
+	return ": " + validator.EscapeLogText(line)
 }
