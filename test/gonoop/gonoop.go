@@ -53,4 +53,12 @@ func OjwFreeResult(r *C.OjwResult) {
 	*r = C.OjwResult{}
 }
 
+// OjwPolicyKeys registers no pg_hba options: the floor judges nothing.
+//
+//export OjwPolicyKeys
+func OjwPolicyKeys(names ***C.char) C.int {
+	*names = nil
+	return 0
+}
+
 func main() {}

@@ -315,6 +315,7 @@ func (c *Cluster) OAuthConfig(user, token string) *pgx.ConnConfig {
 		c.t.Fatal(err)
 	}
 	cfg.OAuthTokenProvider = func(context.Context) (string, error) { return token, nil }
+	cfg.DialFunc = DialFinishingSASL // finish a refused exchange as libpq does (sasl.go)
 	return cfg
 }
 
