@@ -66,7 +66,7 @@ func (c *Config) parseLine(s Settings) error {
 		if name, ok := strings.CutPrefix(e.Setting, SettingPrefix); ok {
 			e.Setting = LineOptionPrefix + name
 		}
-		e.File, e.Line = "pg_hba line "+l.Where(), 0
+		e.File, e.Line = l.File, l.Line
 		return e
 	}
 	for key := range vals {
@@ -81,7 +81,7 @@ func (c *Config) parseLine(s Settings) error {
 		base = p
 	}
 	get := func(k string) (string, bool) { v, ok := vals[k]; return v, ok }
-	p, err := parsePolicy(&location{file: "pg_hba line " + l.Where()}, get, base, c.RequireHTTPS, nil)
+	p, err := parsePolicy(&location{file: l.File, line: l.Line}, get, base, c.RequireHTTPS, nil)
 	if err != nil {
 		if ce, ok := err.(*ConfigError); ok {
 			return fail(ce)
