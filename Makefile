@@ -185,10 +185,18 @@ test-major: test-modules
 	test -x "$(MAJORDIR)/destdir$$($(PG_CONFIG) --pkglibdir)/$(FETCH_HELPER)"   # with the fetch helper beside it
 	$(TEST_ENV) bash -o pipefail -c '$(GO) test -p 1 -count=1 -timeout 45m -v ./test/... 2>&1 | tee $(MAJORDIR)/test.log | grep -E "^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic)|\s+[a-z_]+_test.go:[0-9]+:"'
 
-# Connection latency and memory per login kind (docs/benchmarks.md), and Go validation benchmarks.
-bench: test-modules
-	$(TEST_ENV) OJW_BENCH_CONNECTIONS=300 $(GO) test -count=1 -run '^$$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/
+# Connection latency and memory per login kind (docs/benchmarks.md) against every major in
+# TEST_MAJORS, and Go validation benchmarks (once: they do not involve the server).
+bench:
+	@for m in $(TEST_MAJORS); do \
+		if [ "$$m" = "$(PG_MAJOR)" ]; then pgc='$(PG_CONFIG)'; else pgc=$$(PG_CONFIG= scripts/pg.sh $$m) || exit 1; fi; \
+		echo "=== PostgreSQL $$m: $$pgc"; \
+		$(MAKE) --no-print-directory bench-major PG_MAJOR=$$m PG_CONFIG="$$pgc" || exit 1; \
+	done
 	$(GO) test -run '^$$' -bench 'Validate|Reject' -benchmem ./validator/
+
+bench-major: test-modules
+	$(TEST_ENV) OJW_BENCH_CONNECTIONS=300 $(GO) test -count=1 -run '^$$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/
 
 # The benchmark and load report: docs/report.md and docs/latency.png (about 8 minutes).
 report: test-modules
@@ -202,4 +210,4 @@ demo:
 demo-stop:
 	scripts/demo.sh stop
 
-.PHONY: test test-unit test-major test-modules bench report demo demo-stop install-fetch-helper uninstall-fetch-helper
+.PHONY: test test-unit test-major test-modules bench-major bench report demo demo-stop install-fetch-helper uninstall-fetch-helper
