@@ -1,9 +1,10 @@
-# Makefile for oauth_jwt, a PostgreSQL 18 OAuth validator module.
+# Makefile for oauth_jwt, a PostgreSQL 18 and 19 OAuth validator module.
 #
 #   make                      build oauth_jwt.so (the C shim linked with the Go c-archive)
 #                             and oauth_jwt_fetch (the key fetch helper it starts)
 #   make install              install both into the server's library directory
-#   make test                 unit, integration (and end-to-end) tests against a real server
+#   make test                 unit tests once, then integration, end-to-end and hostile suites
+#                             against PostgreSQL 18 and 19 (TEST_MAJORS="18 19")
 #   PG_CONFIG=/path/to/pg_config make ...   pick the server
 #
 #   make PG_MAJOR=19 ...     the same for PostgreSQL 19 (PG_CONFIG naming a 19 does too)
@@ -16,7 +17,7 @@
 
 MODULE_big = oauth_jwt
 OBJS = cshim/oauth_jwt.o
-PGFILEDESC = "oauth_jwt - OAuth bearer token validator for PostgreSQL 18"
+PGFILEDESC = "oauth_jwt - OAuth bearer token validator for PostgreSQL 18 and 19"
 
 GO ?= go
 BUILD = build
