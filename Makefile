@@ -88,6 +88,7 @@ $(FETCH_HELPER): $(GO_SOURCES)
 MAJOR_STAMP = $(BUILD)/pg-major
 $(MAJOR_STAMP): FORCE
 	@mkdir -p $(BUILD); v='$(PG_CONFIG) $(PG_MAJOR)'; [ "$$(cat $@ 2>/dev/null)" = "$$v" ] || echo "$$v" >$@
+.PHONY: FORCE
 FORCE:
 
 cshim/oauth_jwt.o: $(GOARCHIVE) $(MAJOR_STAMP)
