@@ -158,15 +158,20 @@ FUZZTIME ?= 30s
 TEST_ENV = OJW_PG_CONFIG=$(PG_CONFIG) OJW_BUILD_DIR=$(CURDIR)/$(MAJORDIR)
 
 # `make test`: what does not depend on the server once, then the server suites
-# (integration, end to end, hostile, ...: ./test/...) against every major in
-# TEST_MAJORS. The major of PG_CONFIG uses it; the others come from scripts/pg.sh.
+# (integration, hostile, faults, load, confidentiality: ./test/... but e2e)
+# against every major in TEST_MAJORS, then the end-to-end suite against all of
+# them in one run with one Keycloak (its start-up is the slowest part). The
+# major of PG_CONFIG uses it; the others come from scripts/pg.sh.
 TEST_MAJORS ?= $(SUPPORTED_MAJORS)
 test: test-unit
-	@for m in $(TEST_MAJORS); do \
+	@pgcs=; dirs=; for m in $(TEST_MAJORS); do \
 		if [ "$$m" = "$(PG_MAJOR)" ]; then pgc='$(PG_CONFIG)'; else pgc=$$(PG_CONFIG= scripts/pg.sh $$m) || exit 1; fi; \
 		echo "=== PostgreSQL $$m: $$pgc"; \
 		$(MAKE) --no-print-directory test-major PG_MAJOR=$$m PG_CONFIG="$$pgc" || exit 1; \
-	done
+		pgcs="$$pgcs $$pgc"; dirs="$$dirs $(CURDIR)/$(BUILD)/$$m"; \
+	done; \
+	echo "=== end to end against PostgreSQL $(TEST_MAJORS), one Keycloak"; \
+	OJW_PG_CONFIGS="$$pgcs" OJW_BUILD_DIRS="$$dirs" bash -o pipefail -c '$(GO) test -p 1 -count=1 -timeout 45m -v ./test/e2e/ 2>&1 | tee $(BUILD)/test-e2e.log | grep -E "^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic|e2e:)|\s+[a-z_]+_test.go:[0-9]+:"'
 
 test-unit:
 	scripts/keycloak.sh fetch >/dev/null
@@ -180,12 +185,16 @@ test-unit:
 	$(GO) test -tags docker -count=1 -timeout 30m ./docker/...   # skips without a Docker engine
 	$(GO) test -tags keycloak -count=1 -run TestKeycloak ./cmd/oauth_jwt_check/
 
-# The server suites against one major (PG_MAJOR / PG_CONFIG); log in build/<major>/test.log.
+# The server suites but e2e against one major (PG_MAJOR / PG_CONFIG); log in
+# build/<major>/test.log. `make test-e2e` runs the end-to-end suite against one major.
 test-major: test-modules
 	rm -rf $(MAJORDIR)/destdir && $(MAKE) -s install DESTDIR=$(CURDIR)/$(MAJORDIR)/destdir >/dev/null
 	test -x "$(MAJORDIR)/destdir$$($(PG_CONFIG) --pkglibdir)/oauth_jwt.so"   # make install puts it in pkglibdir
 	test -x "$(MAJORDIR)/destdir$$($(PG_CONFIG) --pkglibdir)/$(FETCH_HELPER)"   # with the fetch helper beside it
-	$(TEST_ENV) bash -o pipefail -c '$(GO) test -p 1 -count=1 -timeout 45m -v ./test/... 2>&1 | tee $(MAJORDIR)/test.log | grep -E "^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic)|\s+[a-z_]+_test.go:[0-9]+:"'
+	$(TEST_ENV) bash -o pipefail -c '$(GO) test -p 1 -count=1 -timeout 45m -v $$($(GO) list ./test/... | grep -v /test/e2e$$) 2>&1 | tee $(MAJORDIR)/test.log | grep -E "^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic)|\s+[a-z_]+_test.go:[0-9]+:"'
+
+test-e2e: test-modules
+	$(TEST_ENV) $(GO) test -p 1 -count=1 -timeout 45m -v ./test/e2e/
 
 # Connection latency and memory per login kind (docs/benchmarks.md) against every major in
 # TEST_MAJORS, and Go validation benchmarks (once: they do not involve the server).
@@ -212,4 +221,4 @@ demo:
 demo-stop:
 	scripts/demo.sh stop
 
-.PHONY: test test-unit test-major test-modules bench-major bench report demo demo-stop install-fetch-helper uninstall-fetch-helper
+.PHONY: test test-unit test-major test-e2e test-modules bench-major bench report demo demo-stop install-fetch-helper uninstall-fetch-helper

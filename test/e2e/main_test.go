@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/oauth-jwt/oauth_jwt/test/keycloak"
+	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
 )
 
 var (
@@ -37,9 +38,18 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	suiteStart := time.Now()
-	if msg := checkPostgres(); msg != "" {
-		fmt.Fprintln(os.Stderr, "FAIL: "+msg)
+	runs, err := pgRuns()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		return 1
+	}
+	for _, r := range runs {
+		os.Setenv("OJW_PG_CONFIG", r.pgConfig)
+		os.Setenv("OJW_BUILD_DIR", r.buildDir)
+		if msg := checkPostgres(); msg != "" {
+			fmt.Fprintln(os.Stderr, "FAIL: "+msg)
+			return 1
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -61,7 +71,18 @@ func runMain(m *testing.M) int {
 	}
 	fmt.Printf("e2e: Keycloak started in %s at %s (load average %s)\n", kcStartup.Round(100*time.Millisecond), kc.BaseURL(), loadAvg())
 
-	code := m.Run()
+	code := 0
+	for i, r := range runs {
+		if len(runs) > 1 {
+			os.Setenv("OJW_PG_CONFIG", r.pgConfig)
+			os.Setenv("OJW_BUILD_DIR", r.buildDir)
+			pgtest.ResetEnv()
+			fmt.Printf("e2e: run %d of %d: %s (Keycloak shared)\n", i+1, len(runs), r.pgConfig)
+		}
+		if c := m.Run(); c != 0 {
+			code = c
+		}
+	}
 
 	if err := kc.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: stopping Keycloak:", err)
@@ -75,6 +96,29 @@ func runMain(m *testing.M) int {
 	fmt.Printf("e2e: suite took %s, of which Keycloak start-up %s (load average %s)\n",
 		time.Since(suiteStart).Round(100*time.Millisecond), kcStartup.Round(100*time.Millisecond), loadAvg())
 	return code
+}
+
+// pgRun is one PostgreSQL major to run the suite against.
+type pgRun struct{ pgConfig, buildDir string }
+
+// pgRuns returns the majors to run against: OJW_PG_CONFIGS and
+// OJW_BUILD_DIRS (space-separated, in pairs) when set — `make test` runs the
+// suite once per major that way, with one Keycloak for all of them, since
+// starting Keycloak is the slowest part of the suite — else OJW_PG_CONFIG and
+// OJW_BUILD_DIR.
+func pgRuns() ([]pgRun, error) {
+	pgcs, dirs := strings.Fields(os.Getenv("OJW_PG_CONFIGS")), strings.Fields(os.Getenv("OJW_BUILD_DIRS"))
+	if len(pgcs) == 0 && len(dirs) == 0 {
+		return []pgRun{{os.Getenv("OJW_PG_CONFIG"), os.Getenv("OJW_BUILD_DIR")}}, nil
+	}
+	if len(pgcs) != len(dirs) {
+		return nil, fmt.Errorf("OJW_PG_CONFIGS names %d servers but OJW_BUILD_DIRS %d build directories", len(pgcs), len(dirs))
+	}
+	var out []pgRun
+	for i := range pgcs {
+		out = append(out, pgRun{pgcs[i], dirs[i]})
+	}
+	return out, nil
 }
 
 // checkPostgres says what is missing for the PostgreSQL side, and how to get it ("" if

@@ -95,6 +95,15 @@ func serverMajor(pgc string) (int, error) {
 	return major, nil
 }
 
+// ResetEnv forgets what LoadEnv read, so that the next LoadEnv reads
+// OJW_PG_CONFIG and OJW_BUILD_DIR again. For a TestMain that runs its
+// tests once per major (test/e2e: one Keycloak for both); never call it
+// while tests run.
+func ResetEnv() {
+	envOnce = sync.Once{}
+	env, envErr = Env{}, nil
+}
+
 // Bin returns the path of a PostgreSQL program.
 func (e Env) Bin(name string) string { return filepath.Join(e.BinDir, name) }
 
