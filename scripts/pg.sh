@@ -122,7 +122,8 @@ from_binaries() {
 	done
 	if [ ${#bneed[@]} -gt 0 ]; then
 		[ "$(id -u)" = 0 ] || { log "need root (or sudo) to apt-get install ${bneed[*]}"; return 1; }
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${bneed[@]}" >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${bneed[@]}" >&2 ||
+			{ apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${bneed[@]}" >&2; }
 	fi
 	for s in $suites; do
 		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $s main"
