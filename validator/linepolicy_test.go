@@ -113,6 +113,23 @@ func TestLinePrecedence(t *testing.T) {
 	}
 }
 
+// With no global audience and no issuer_config, a line that sets the
+// audience makes a working verifier for its issuer; without it, the
+// configuration error stays.
+func TestLineAudienceWithoutGlobal(t *testing.T) {
+	const iss = "https://idp.example.com/realms/a"
+	if _, err := New(lineSettings(Settings{}, iss, map[string]string{"leeway": "10"})); err == nil {
+		t.Fatal("New accepted a configuration with no audience anywhere")
+	}
+	v, err := New(lineSettings(Settings{"cache_dir": t.TempDir()}, iss, map[string]string{"audience": "line-aud"}))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if got := v.Config().PolicyFor(iss).Audiences; !reflect.DeepEqual(got, []string{"line-aud"}) {
+		t.Errorf("audiences = %v, want [line-aud]", got)
+	}
+}
+
 // The keys a line may set are exactly the issuer_config keys.
 func TestPolicyKeysAreTheSectionKeys(t *testing.T) {
 	keys := PolicyKeys()
