@@ -1,20 +1,26 @@
-# Makefile for oauth_jwt, a PostgreSQL 18 OAuth validator module.
+# Makefile for oauth_jwt, a PostgreSQL 18 and 19 OAuth validator module.
 #
 #   make                      build oauth_jwt.so (the C shim linked with the Go c-archive)
 #                             and oauth_jwt_fetch (the key fetch helper it starts)
 #   make install              install both into the server's library directory
-#   make test                 unit, integration (and end-to-end) tests against a real server
+#   make test                 unit tests once, then integration, end-to-end and hostile suites
+#                             against PostgreSQL 18 and 19 (TEST_MAJORS="18 19")
 #   PG_CONFIG=/path/to/pg_config make ...   pick the server
 #
-# When PG_CONFIG (default: pg_config on PATH) is not a PostgreSQL 18 with server
-# headers, scripts/pg18.sh finds or builds one in ~/.cache/oauth_jwt and that is used.
+#   make PG_MAJOR=19 ...     the same for PostgreSQL 19 (PG_CONFIG naming a 19 does too)
+#
+# When PG_CONFIG (default: pg_config on PATH) is not a PostgreSQL $(PG_MAJOR) with server
+# headers, scripts/pg.sh finds or builds one in ~/.cache/oauth_jwt and that is used.
+# Builds for different majors never share an object: the C parts of the test and
+# installable modules live in build/<major>/, the Go archives (which do not depend on
+# the major) in build/.
 
 MODULE_big = oauth_jwt
 OBJS = cshim/oauth_jwt.o
 # Linked after the Go archive, so that its constructor runs right after the
 # Go runtime's (cshim/oauth_jwt_late.c says why).
 LATE_OBJ = cshim/oauth_jwt_late.o
-PGFILEDESC = "oauth_jwt - OAuth bearer token validator for PostgreSQL 18"
+PGFILEDESC = "oauth_jwt - OAuth bearer token validator for PostgreSQL 18 and 19"
 
 GO ?= go
 BUILD = build
@@ -36,15 +42,38 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initi
 SHLIB_LINK = $(GOARCHIVE) $(LATE_OBJ) -Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
 EXTRA_CLEAN = $(BUILD) $(FETCH_HELPER) $(LATE_OBJ)
 
+# PG_MAJOR picks the server major (18 or 19; default 18). A PG_CONFIG that
+# names an 18 or a 19 decides the major by itself (unless PG_MAJOR is given
+# too); otherwise scripts/pg.sh $(PG_MAJOR) finds or provisions that major.
 PG_CONFIG ?= pg_config
+PG_MAJOR ?= 18
+SUPPORTED_MAJORS = 18 19
 ifeq ($(filter clean distclean demo-stop,$(MAKECMDGOALS)),)
-ifneq ($(shell $(PG_CONFIG) --version 2>/dev/null | sed -n 's/^PostgreSQL \([0-9]*\).*/\1/p'),18)
-override PG_CONFIG := $(shell PG_CONFIG= scripts/pg18.sh)
+PG_CONFIG_MAJOR := $(shell $(PG_CONFIG) --version 2>/dev/null | sed -n 's/^PostgreSQL \([0-9]*\).*/\1/p')
+ifeq ($(origin PG_MAJOR),file)
+ifneq ($(filter $(SUPPORTED_MAJORS),$(PG_CONFIG_MAJOR)),)
+override PG_MAJOR := $(PG_CONFIG_MAJOR)
+endif
+endif
+ifeq ($(filter $(SUPPORTED_MAJORS),$(PG_MAJOR)),)
+$(error PG_MAJOR=$(PG_MAJOR): oauth_jwt supports PostgreSQL $(SUPPORTED_MAJORS))
+endif
+ifneq ($(PG_CONFIG_MAJOR),$(PG_MAJOR))
+override PG_CONFIG := $(shell PG_CONFIG= scripts/pg.sh $(PG_MAJOR))
 $(info oauth_jwt: using $(PG_CONFIG))
 endif
 endif
 PGXS := $(shell $(PG_CONFIG) --pgxs)
+# No LLVM bitcode (Debian's 19 packages turn it on; the Go archive has none anyway).
+override with_llvm = no
 include $(PGXS)
+
+# A server built elsewhere (Debian's 19 packages, built with a newer gcc) may name
+# warning options this compiler does not know: leave those out.
+ifneq ($(shell echo 'int ojw;' | $(CC) $(CFLAGS) -x c -c -o /dev/null - >/dev/null 2>&1 || echo bad),)
+OJW_UNKNOWN_CFLAGS := $(foreach f,$(filter -W%,$(CFLAGS)),$(if $(shell echo 'int ojw;' | $(CC) $(f) -x c -c -o /dev/null - >/dev/null 2>&1 && echo ok),,$(f)))
+override CFLAGS := $(filter-out $(OJW_UNKNOWN_CFLAGS),$(CFLAGS))
+endif
 
 all: $(FETCH_HELPER)
 
@@ -61,7 +90,14 @@ uninstall-fetch-helper:
 $(FETCH_HELPER): $(GO_SOURCES)
 	CGO_ENABLED=0 $(GO) build -trimpath -tags netgo,osusergo -o $@ ./cmd/oauth_jwt_fetch
 
-cshim/oauth_jwt.o: $(GOARCHIVE)
+# The top-level object is rebuilt when the server (major) changes.
+MAJOR_STAMP = $(BUILD)/pg-major
+$(MAJOR_STAMP): FORCE
+	@mkdir -p $(BUILD); v='$(PG_CONFIG) $(PG_MAJOR)'; [ "$$(cat $@ 2>/dev/null)" = "$$v" ] || echo "$$v" >$@
+.PHONY: FORCE
+FORCE:
+
+cshim/oauth_jwt.o: $(GOARCHIVE) $(MAJOR_STAMP)
 $(shlib): $(GOARCHIVE) $(LATE_OBJ) cshim/exports.map
 
 $(GOARCHIVE): $(GO_SOURCES)
@@ -70,40 +106,46 @@ $(GOARCHIVE): $(GO_SOURCES)
 
 # ---------------------------------------------------------------------------
 # Test builds: the same shim with Go test triggers compiled in (tag
-# ojw_testhooks), and the no-op C validator that is the latency floor.
-# They live in build/test/ and are never installed.
-TESTDIR = $(BUILD)/test
+# ojw_testhooks), and the no-op C validator that is the latency floor, plus
+# the installable module built the same way. The C parts depend on the
+# server's major and live in build/<major>/ (build/<major>/test/ for the
+# test-only ones); the Go archives do not and live in build/go/. Never
+# installed.
+MAJORDIR = $(BUILD)/$(PG_MAJOR)
+TESTDIR = $(MAJORDIR)/test
+GOTEST = $(BUILD)/go/testhooks
+GONOOP = $(BUILD)/go/gonoop
 TEST_CFLAGS = $(CFLAGS) $(CFLAGS_SL) $(CFLAGS_SL_MODULE) $(PG_CFLAGS) $(CPPFLAGS)
+OJW_LINK = $(TESTDIR)/oauth_jwt_late.o -Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
 
-$(TESTDIR)/libojw.a: $(GO_SOURCES)
+$(GOTEST)/libojw.a: $(GO_SOURCES)
 	CGO_ENABLED=1 CGO_CFLAGS="-O2 -g" $(GO) build -buildmode=c-archive -trimpath \
 		-tags '$(GOTAGS),ojw_testhooks' -ldflags='$(GO_LDFLAGS)' -o $@ ./validator/capi
+
+# The Go floor: the same shim with a Go archive that accepts everything.
+$(GONOOP)/libojw.a: test/gonoop/gonoop.go
+	CGO_ENABLED=1 CGO_CFLAGS="-O2 -g" $(GO) build -buildmode=c-archive -trimpath \
+		-tags '$(GOTAGS)' -ldflags='$(GO_LDFLAGS)' -o $@ ./test/gonoop
 
 $(TESTDIR)/oauth_jwt_late.o: cshim/oauth_jwt_late.c
 	@mkdir -p $(TESTDIR)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
 
-$(TESTDIR)/oauth_jwt.so: cshim/oauth_jwt.c cshim/exports.map $(TESTDIR)/libojw.a $(TESTDIR)/oauth_jwt_late.o
-	$(CC) -I$(TESTDIR) $(TEST_CFLAGS) -c cshim/oauth_jwt.c -o $(TESTDIR)/oauth_jwt.o
-	$(CC) -shared -o $@ $(TESTDIR)/oauth_jwt.o $(LDFLAGS) $(LDFLAGS_SL) $(TESTDIR)/libojw.a $(TESTDIR)/oauth_jwt_late.o \
-		-Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
+$(TESTDIR)/oauth_jwt.so: cshim/oauth_jwt.c cshim/exports.map $(GOTEST)/libojw.a $(TESTDIR)/oauth_jwt_late.o
+	@mkdir -p $(TESTDIR)
+	$(CC) -I$(GOTEST) $(TEST_CFLAGS) -c cshim/oauth_jwt.c -o $(TESTDIR)/oauth_jwt.o
+	$(CC) -shared -o $@ $(TESTDIR)/oauth_jwt.o $(LDFLAGS) $(LDFLAGS_SL) $(GOTEST)/libojw.a $(OJW_LINK)
 
 # A build the server must refuse: the magic block of the next major (a
 # build for another server loaded by mistake). LOAD fails before _PG_init.
-$(TESTDIR)/oauth_jwt_badmagic.so: cshim/oauth_jwt.c cshim/exports.map $(TESTDIR)/libojw.a $(TESTDIR)/oauth_jwt_late.o
-	$(CC) -I$(TESTDIR) $(TEST_CFLAGS) -DOJW_TEST_WRONG_MAGIC -c cshim/oauth_jwt.c -o $(TESTDIR)/oauth_jwt_badmagic.o
-	$(CC) -shared -o $@ $(TESTDIR)/oauth_jwt_badmagic.o $(LDFLAGS) $(LDFLAGS_SL) $(TESTDIR)/libojw.a $(TESTDIR)/oauth_jwt_late.o \
-		-Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
+$(TESTDIR)/oauth_jwt_badmagic.so: cshim/oauth_jwt.c cshim/exports.map $(GOTEST)/libojw.a $(TESTDIR)/oauth_jwt_late.o
+	$(CC) -I$(GOTEST) $(TEST_CFLAGS) -DOJW_TEST_WRONG_MAGIC -c cshim/oauth_jwt.c -o $(TESTDIR)/oauth_jwt_badmagic.o
+	$(CC) -shared -o $@ $(TESTDIR)/oauth_jwt_badmagic.o $(LDFLAGS) $(LDFLAGS_SL) $(GOTEST)/libojw.a $(OJW_LINK)
 
-# The Go floor: the same shim with a Go archive that accepts everything.
-$(TESTDIR)/gonoop/libojw.a: test/gonoop/gonoop.go
-	CGO_ENABLED=1 CGO_CFLAGS="-O2 -g" $(GO) build -buildmode=c-archive -trimpath \
-		-tags '$(GOTAGS)' -ldflags='$(GO_LDFLAGS)' -o $@ ./test/gonoop
-
-$(TESTDIR)/oauth_gonoop.so: cshim/oauth_jwt.c cshim/exports.map $(TESTDIR)/gonoop/libojw.a $(TESTDIR)/oauth_jwt_late.o
-	$(CC) -I$(TESTDIR)/gonoop $(TEST_CFLAGS) -c cshim/oauth_jwt.c -o $(TESTDIR)/gonoop/oauth_jwt.o
-	$(CC) -shared -o $@ $(TESTDIR)/gonoop/oauth_jwt.o $(LDFLAGS) $(LDFLAGS_SL) $(TESTDIR)/gonoop/libojw.a $(TESTDIR)/oauth_jwt_late.o \
-		-Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
+$(TESTDIR)/oauth_gonoop.so: cshim/oauth_jwt.c cshim/exports.map $(GONOOP)/libojw.a $(TESTDIR)/oauth_jwt_late.o
+	@mkdir -p $(TESTDIR)
+	$(CC) -I$(GONOOP) $(TEST_CFLAGS) -c cshim/oauth_jwt.c -o $(TESTDIR)/oauth_gonoop.o
+	$(CC) -shared -o $@ $(TESTDIR)/oauth_gonoop.o $(LDFLAGS) $(LDFLAGS_SL) $(GONOOP)/libojw.a $(OJW_LINK)
 
 $(TESTDIR)/oauth_noop.so: test/noop/oauth_noop.c
 	@mkdir -p $(TESTDIR)
@@ -113,16 +155,41 @@ $(TESTDIR)/$(FETCH_HELPER): $(FETCH_HELPER)
 	@mkdir -p $(TESTDIR)
 	cp $< $@
 
-test-modules: all $(TESTDIR)/oauth_jwt.so $(TESTDIR)/oauth_jwt_badmagic.so $(TESTDIR)/oauth_noop.so $(TESTDIR)/oauth_gonoop.so $(TESTDIR)/$(FETCH_HELPER)
+# The installable module for this major (what `make install` would install),
+# for the tests and benchmarks that load the production build.
+$(MAJORDIR)/oauth_jwt.so: cshim/oauth_jwt.c cshim/exports.map $(GOARCHIVE) $(TESTDIR)/oauth_jwt_late.o
+	@mkdir -p $(MAJORDIR)
+	$(CC) -I$(BUILD) $(TEST_CFLAGS) -c cshim/oauth_jwt.c -o $(MAJORDIR)/oauth_jwt.o
+	$(CC) -shared -o $@ $(MAJORDIR)/oauth_jwt.o $(LDFLAGS) $(LDFLAGS_SL) $(GOARCHIVE) $(OJW_LINK)
+
+$(MAJORDIR)/$(FETCH_HELPER): $(FETCH_HELPER)
+	@mkdir -p $(MAJORDIR)
+	cp $< $@
+
+test-modules: all $(MAJORDIR)/oauth_jwt.so $(MAJORDIR)/$(FETCH_HELPER) $(TESTDIR)/oauth_jwt.so \
+	$(TESTDIR)/oauth_jwt_badmagic.so $(TESTDIR)/oauth_noop.so $(TESTDIR)/oauth_gonoop.so $(TESTDIR)/$(FETCH_HELPER)
 
 # Bounded fuzzing time for `make test` (CI); raise it locally to dig deeper.
 FUZZTIME ?= 30s
-TEST_ENV = OJW_PG_CONFIG=$(PG_CONFIG) OJW_BUILD_DIR=$(CURDIR)/$(BUILD)
+TEST_ENV = OJW_PG_CONFIG=$(PG_CONFIG) OJW_BUILD_DIR=$(CURDIR)/$(MAJORDIR)
 
-test: test-modules
-	rm -rf $(BUILD)/destdir && $(MAKE) -s install DESTDIR=$(CURDIR)/$(BUILD)/destdir >/dev/null
-	test -x "$(BUILD)/destdir$$($(PG_CONFIG) --pkglibdir)/oauth_jwt.so"   # make install puts it in pkglibdir
-	test -x "$(BUILD)/destdir$$($(PG_CONFIG) --pkglibdir)/$(FETCH_HELPER)"   # with the fetch helper beside it
+# `make test`: what does not depend on the server once, then the server suites
+# (integration, hostile, faults, load, confidentiality: ./test/... but e2e)
+# against every major in TEST_MAJORS, then the end-to-end suite against all of
+# them in one run with one Keycloak (its start-up is the slowest part). The
+# major of PG_CONFIG uses it; the others come from scripts/pg.sh.
+TEST_MAJORS ?= $(SUPPORTED_MAJORS)
+test: test-unit
+	@pgcs=; dirs=; for m in $(TEST_MAJORS); do \
+		if [ "$$m" = "$(PG_MAJOR)" ]; then pgc='$(PG_CONFIG)'; else pgc=$$(PG_CONFIG= scripts/pg.sh $$m) || exit 1; fi; \
+		echo "=== PostgreSQL $$m: $$pgc"; \
+		$(MAKE) --no-print-directory test-major PG_MAJOR=$$m PG_CONFIG="$$pgc" || exit 1; \
+		pgcs="$$pgcs $$pgc"; dirs="$$dirs $(CURDIR)/$(BUILD)/$$m"; \
+	done; \
+	echo "=== end to end against PostgreSQL $(TEST_MAJORS), one Keycloak"; \
+	OJW_PG_CONFIGS="$$pgcs" OJW_BUILD_DIRS="$$dirs" bash -o pipefail -c '$(GO) test -p 1 -count=1 -timeout 45m -v ./test/e2e/ 2>&1 | tee $(BUILD)/test-e2e.log | grep -E "^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic|e2e:)|\s+[a-z_]+_test.go:[0-9]+:"'
+
+test-unit:
 	scripts/keycloak.sh fetch >/dev/null
 	$(GO) vet ./...
 	$(GO) vet -tags docker ./docker/...
@@ -133,23 +200,41 @@ test: test-modules
 	@mkdir -p $(BUILD)
 	$(GO) test -tags docker -count=1 -timeout 30m ./docker/...   # skips without a Docker engine
 	$(GO) test -tags keycloak -count=1 -run TestKeycloak ./cmd/oauth_jwt_check/
-	$(TEST_ENV) bash -o pipefail -c '$(GO) test -p 1 -count=1 -timeout 45m -v ./test/... 2>&1 | tee $(BUILD)/test.log | grep -E "^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic)|\s+[a-z_]+_test.go:[0-9]+:"'
 
-# Connection latency and memory per login kind (docs/benchmarks.md), and Go validation benchmarks.
-bench: test-modules
-	$(TEST_ENV) OJW_BENCH_CONNECTIONS=300 $(GO) test -count=1 -run '^$$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/
+# The server suites but e2e against one major (PG_MAJOR / PG_CONFIG); log in
+# build/<major>/test.log. `make test-e2e` runs the end-to-end suite against one major.
+test-major: test-modules
+	rm -rf $(MAJORDIR)/destdir && $(MAKE) -s install DESTDIR=$(CURDIR)/$(MAJORDIR)/destdir >/dev/null
+	test -x "$(MAJORDIR)/destdir$$($(PG_CONFIG) --pkglibdir)/oauth_jwt.so"   # make install puts it in pkglibdir
+	test -x "$(MAJORDIR)/destdir$$($(PG_CONFIG) --pkglibdir)/$(FETCH_HELPER)"   # with the fetch helper beside it
+	$(TEST_ENV) bash -o pipefail -c '$(GO) test -p 1 -count=1 -timeout 45m -v $$($(GO) list ./test/... | grep -v /test/e2e$$) 2>&1 | tee $(MAJORDIR)/test.log | grep -E "^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic)|\s+[a-z_]+_test.go:[0-9]+:"'
+
+test-e2e: test-modules
+	$(TEST_ENV) $(GO) test -p 1 -count=1 -timeout 45m -v ./test/e2e/
+
+# Connection latency and memory per login kind (docs/benchmarks.md) against every major in
+# TEST_MAJORS, and Go validation benchmarks (once: they do not involve the server).
+bench:
+	@for m in $(TEST_MAJORS); do \
+		if [ "$$m" = "$(PG_MAJOR)" ]; then pgc='$(PG_CONFIG)'; else pgc=$$(PG_CONFIG= scripts/pg.sh $$m) || exit 1; fi; \
+		echo "=== PostgreSQL $$m: $$pgc"; \
+		$(MAKE) --no-print-directory bench-major PG_MAJOR=$$m PG_CONFIG="$$pgc" || exit 1; \
+	done
 	$(GO) test -run '^$$' -bench 'Validate|Reject' -benchmem ./validator/
+
+bench-major: test-modules
+	$(TEST_ENV) OJW_BENCH_CONNECTIONS=300 $(GO) test -count=1 -run '^$$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/
 
 # The benchmark and load report: docs/report.md and docs/latency.png (about 8 minutes).
 report: test-modules
-	PG_CONFIG=$(PG_CONFIG) scripts/report.sh
+	PG_CONFIG=$(PG_CONFIG) PG_MAJOR=$(PG_MAJOR) scripts/report.sh
 
 # PostgreSQL 18 + oauth_jwt + Keycloak on this machine and a psql SSO login: interactive on a
 # terminal, self-approving otherwise (or with DEMO_ARGS=--auto).
 demo:
-	PG_CONFIG=$(PG_CONFIG) scripts/demo.sh $(DEMO_ARGS)
+	PG_CONFIG=$(PG_CONFIG) PG_MAJOR=$(PG_MAJOR) scripts/demo.sh $(DEMO_ARGS)
 
 demo-stop:
 	scripts/demo.sh stop
 
-.PHONY: test test-modules bench report demo demo-stop install-fetch-helper uninstall-fetch-helper
+.PHONY: test test-unit test-major test-e2e test-modules bench-major bench report demo demo-stop install-fetch-helper uninstall-fetch-helper

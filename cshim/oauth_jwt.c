@@ -1,8 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * oauth_jwt.c
- *	  PostgreSQL 18 OAuth validator module: glue between the server and the
- *	  Go validator linked into this library.
+ *	  PostgreSQL 18 and 19 OAuth validator module: glue between the server
+ *	  and the Go validator linked into this library.  One source for both
+ *	  majors: the PostgreSQL 19 additions (per-line pg_hba options and the
+ *	  refusal reason in the server's own failure entry) sit in their own
+ *	  section below, under PG_VERSION_NUM >= 190000.
  *
  * The shim defines the oauth_jwt.* settings, keeps the Go runtime's threads
  * away from PostgreSQL's signals, hands each login to Go and waits for the
@@ -50,6 +53,7 @@
 #include "libpq/oauth.h"
 #include "miscadmin.h"
 #include "postmaster/postmaster.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/catcache.h"
 #include "utils/guc.h"
@@ -138,6 +142,9 @@ static const OjwGuc ojw_gucs[] = {
 };
 
 #define OJW_NGUCS lengthof(ojw_gucs)
+
+/* Room for the pg_hba line's options (PostgreSQL 19): keys plus 3 facts. */
+#define OJW_MAX_LINE_SETTINGS (64 + 3)
 
 static char *ojw_string_values[OJW_NGUCS];
 static int	ojw_int_values[OJW_NGUCS];
@@ -430,6 +437,12 @@ _PG_oauth_validator_module_init(void)
 	return &ojw_callbacks;
 }
 
+static void ojw_register_line_options(ValidatorModuleState *state);
+static int	ojw_line_settings(const ValidatorModuleState *state, const HbaLine *hba,
+							  char **names, char **values, int max);
+static int	ojw_verdict_record(const OjwResult *r);
+static void ojw_set_error_detail(ValidatorModuleResult *res, const OjwResult *r, int rec);
+
 static void
 ojw_startup(ValidatorModuleState *state)
 {
@@ -438,6 +451,7 @@ ojw_startup(ValidatorModuleState *state)
 				errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				errmsg("oauth_jwt was built for server version %d but runs in %d",
 					   PG_VERSION_NUM, state->sversion));
+	ojw_register_line_options(state);
 }
 
 static void
@@ -446,14 +460,21 @@ ojw_shutdown(ValidatorModuleState *state)
 	/* Nothing to release: Go keeps no per-login state after a verdict. */
 }
 
-/* Write Go's log records to the server log; never contains the token. */
+/*
+ * Write Go's log records to the server log; never contains the token.  The
+ * record with index skip (-1: none) goes to the server's own failure entry
+ * instead (PostgreSQL 19: ojw_set_error_detail).
+ */
 static void
-ojw_emit_logs(const OjwResult *r)
+ojw_emit_logs(const OjwResult *r, int skip)
 {
 	for (int i = 0; i < r->nlogs; i++)
 	{
 		const OjwLog *l = &r->logs[i];
 		const char *detail = l->detail ? l->detail : "";
+
+		if (i == skip)
+			continue;
 
 		switch (l->level)
 		{
@@ -612,12 +633,14 @@ ojw_validate(const ValidatorModuleState *state, const char *token,
 			 const char *role, ValidatorModuleResult *res)
 {
 	const HbaLine *hba = MyProcPort->hba;
-	const int	nsettings = OJW_NGUCS + 4;
-	char	  **names = palloc(sizeof(char *) * nsettings);
-	char	  **values = palloc(sizeof(char *) * nsettings);
+	const int	maxsettings = OJW_NGUCS + 4 + OJW_MAX_LINE_SETTINGS;
+	int			nsettings = OJW_NGUCS + 4;
+	char	  **names = palloc(sizeof(char *) * maxsettings);
+	char	  **values = palloc(sizeof(char *) * maxsettings);
 	OjwResult	r = {0};
 	long long	handle;
 	int			fd = -1;
+	int			verdict;
 	bool		ok;
 
 	if (!ojw_runtime_is_ours())
@@ -638,6 +661,8 @@ ojw_validate(const ValidatorModuleState *state, const char *token,
 	/* Delegated logins: the role's attributes, read now, before the call. */
 	names[OJW_NGUCS + 3] = "server.role_privileges";
 	values[OJW_NGUCS + 3] = hba->oauth_skip_usermap ? ojw_role_privileges(role) : "";
+	nsettings += ojw_line_settings(state, hba, names + nsettings, values + nsettings,
+								   maxsettings - nsettings);
 
 	OJW_GO_BEGIN();
 	handle = OjwBegin((char *) token,
@@ -657,12 +682,14 @@ ojw_validate(const ValidatorModuleState *state, const char *token,
 		OJW_GO_END();
 	}
 
-	ojw_emit_logs(&r);
+	verdict = ojw_verdict_record(&r);
+	ojw_emit_logs(&r, verdict);
 
 	res->authorized = r.authorized != 0 && r.internal_error == 0;
 	if (r.authn_id && r.authn_id[0])
 		res->authn_id = pstrdup(r.authn_id);
 	ok = r.internal_error == 0;
+	ojw_set_error_detail(res, &r, verdict);
 
 	OJW_GO_BEGIN();
 	OjwFreeResult(&r);
@@ -670,3 +697,203 @@ ojw_validate(const ValidatorModuleState *state, const char *token,
 
 	return ok;
 }
+
+/* ----------------------------------------------------------------
+ * PostgreSQL 19: per-line options and the reason in the server's entry
+ *
+ * Per-line policy: every per-issuer policy key of the validator (the Go
+ * side's list, so a new key needs no change here) is registered as a
+ * pg_hba option in startup_cb; a line may then carry validator.<key>=value.
+ * During validation the values the line sets go to Go as "hba.<key>",
+ * with the line's file, number and issuer for messages and precedence.
+ *
+ * Reasons: PostgreSQL 19 attaches ValidatorModuleResult.error_detail to its
+ * own final "OAuth bearer authentication failed" entry, so on 19 the
+ * refusal record ("bearer token rejected", whose detail starts with
+ * "Reason: <code>.") is not logged separately: its detail becomes
+ * error_detail.  The server writes that entry only when the client finishes
+ * the SASL exchange as RFC 7628 asks (libpq does); a client that hangs up
+ * right after the error challenge (pgx does) ends the backend silently.  So
+ * the reason is also kept as pending, an emit_log_hook notes when the
+ * server's failure entry carried it, and an on_proc_exit callback logs the
+ * record itself if it never did: one entry per refusal either way.
+ * ----------------------------------------------------------------
+ */
+#if PG_VERSION_NUM >= 190000
+
+#define OJW_MAX_LINE_KEYS 64
+
+static const char **ojw_line_keys = NULL;
+static int	ojw_nline_keys = 0;
+
+static void
+ojw_register_line_options(ValidatorModuleState *state)
+{
+	if (ojw_line_keys == NULL)
+	{
+		char	  **keys = NULL;
+		int			n;
+
+		if (!ojw_runtime_is_ours())
+			return;
+		OJW_GO_BEGIN();
+		n = OjwPolicyKeys(&keys);
+		OJW_GO_END();
+		ojw_widen_go_threads();
+		if (n < 0 || keys == NULL)
+		{
+			ereport(LOG,
+					errcode(ERRCODE_INTERNAL_ERROR),
+					errmsg("oauth_jwt: cannot register the validator.* pg_hba options"));
+			return;
+		}
+		ojw_line_keys = (const char **) keys;	/* malloc'd by Go, kept for the process */
+		ojw_nline_keys = Min(n, OJW_MAX_LINE_KEYS);
+	}
+	RegisterOAuthHBAOptions(state, ojw_nline_keys, ojw_line_keys);
+}
+
+static int
+ojw_line_settings(const ValidatorModuleState *state, const HbaLine *hba,
+				  char **names, char **values, int max)
+{
+	int			n = 0;
+
+	for (int i = 0; i < ojw_nline_keys && n + 3 < max; i++)
+	{
+		const char *v = GetOAuthHBAOption(state, ojw_line_keys[i]);
+
+		if (v == NULL)
+			continue;
+		names[n] = psprintf("hba.%s", ojw_line_keys[i]);
+		values[n] = (char *) v;
+		n++;
+	}
+	if (n == 0)
+		return 0;
+	names[n] = "server.hba_file";
+	values[n] = hba->sourcefile ? hba->sourcefile : "pg_hba.conf";
+	names[n + 1] = "server.hba_line";
+	values[n + 1] = psprintf("%d", hba->linenumber);
+	names[n + 2] = "server.hba_issuer";
+	values[n + 2] = hba->oauth_issuer ? hba->oauth_issuer : "";
+	return n + 3;
+}
+
+/* The refusal record: logged, it would repeat the server's entry. */
+static int
+ojw_verdict_record(const OjwResult *r)
+{
+	char	   *prefix;
+	int			found = -1;
+
+	if (r->authorized || r->internal_error || r->reason == NULL)
+		return -1;
+	prefix = psprintf("Reason: %s.", r->reason);
+	for (int i = 0; i < r->nlogs; i++)
+	{
+		const OjwLog *l = &r->logs[i];
+
+		if (l->level == OJW_LEVEL_LOG && l->detail &&
+			strncmp(l->detail, prefix, strlen(prefix)) == 0)
+		{
+			found = i;
+			break;
+		}
+	}
+	pfree(prefix);
+	return found;
+}
+
+static char *ojw_pending_message = NULL;	/* TopMemoryContext */
+static char *ojw_pending_detail = NULL;
+static bool ojw_pending_delivered = false;
+static bool ojw_exit_hooks_set = false;
+static emit_log_hook_type ojw_prev_emit_log_hook = NULL;
+
+/*
+ * Notes when an entry of the server carries the pending reason (the server
+ * appends "Connection matched file ... line ..." to the detail).
+ */
+static bool
+ojw_detail_carries(const char *detail)
+{
+	return detail != NULL &&
+		strncmp(detail, ojw_pending_detail, strlen(ojw_pending_detail)) == 0;
+}
+
+static void
+ojw_emit_log_hook(ErrorData *edata)
+{
+	if (ojw_pending_detail != NULL && !ojw_pending_delivered &&
+		(ojw_detail_carries(edata->detail_log) || ojw_detail_carries(edata->detail)))
+		ojw_pending_delivered = true;
+	if (ojw_prev_emit_log_hook)
+		ojw_prev_emit_log_hook(edata);
+}
+
+/* The client hung up before the server's failure entry: log the reason. */
+static void
+ojw_log_undelivered(int code, Datum arg)
+{
+	if (ojw_pending_detail == NULL || ojw_pending_delivered)
+		return;
+	ojw_pending_delivered = true;
+	ereport(LOG,
+			errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			errmsg("oauth_jwt: %s", ojw_pending_message),
+			errdetail_log("%s", ojw_pending_detail));
+}
+
+static void
+ojw_set_error_detail(ValidatorModuleResult *res, const OjwResult *r, int rec)
+{
+	const OjwLog *l;
+
+	if (rec < 0)
+		return;
+	l = &r->logs[rec];
+	res->error_detail = pstrdup(l->detail);
+	if (ojw_pending_detail)
+		pfree(ojw_pending_detail);
+	if (ojw_pending_message)
+		pfree(ojw_pending_message);
+	ojw_pending_detail = MemoryContextStrdup(TopMemoryContext, l->detail);
+	ojw_pending_message = MemoryContextStrdup(TopMemoryContext, l->message);
+	ojw_pending_delivered = false;
+	if (!ojw_exit_hooks_set)
+	{
+		ojw_prev_emit_log_hook = emit_log_hook;
+		emit_log_hook = ojw_emit_log_hook;
+		on_proc_exit(ojw_log_undelivered, (Datum) 0);
+		ojw_exit_hooks_set = true;
+	}
+}
+
+#else							/* PostgreSQL 18: no per-line options, no
+								 * error_detail */
+
+static void
+ojw_register_line_options(ValidatorModuleState *state)
+{
+}
+
+static int
+ojw_line_settings(const ValidatorModuleState *state, const HbaLine *hba,
+				  char **names, char **values, int max)
+{
+	return 0;
+}
+
+static int
+ojw_verdict_record(const OjwResult *r)
+{
+	return -1;
+}
+
+static void
+ojw_set_error_detail(ValidatorModuleResult *res, const OjwResult *r, int rec)
+{
+}
+
+#endif

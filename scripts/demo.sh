@@ -3,7 +3,7 @@
 # single sign-on login through the OAuth device flow.
 #
 #   scripts/demo.sh [--auto | --interactive]
-#       Build oauth_jwt.so (make), find or build PostgreSQL 18 (scripts/pg18.sh), fetch and
+#       Build oauth_jwt.so (make), find or build PostgreSQL 18 or 19 (scripts/pg.sh $PG_MAJOR), fetch and
 #       start Keycloak on 127.0.0.1:18080 with the realm "postgres" (scripts/keycloak.sh;
 #       the issuer http://127.0.0.1:18080/realms/postgres is the one in the example files),
 #       create a cluster configured from postgresql.conf.example and pg_hba.conf.example
@@ -17,7 +17,7 @@
 #       Stop the demo's PostgreSQL and Keycloak (their files stay in the demo directory).
 #
 # Environment: OJW_DEMO_DIR (default build/demo in the repository), PG_CONFIG (a
-# PostgreSQL 18 pg_config to use instead of scripts/pg18.sh's choice), OAUTH_JWT_CACHE.
+# PostgreSQL 18/19 pg_config to use instead of scripts/pg.sh's choice), PG_MAJOR (18 or 19, default 18), OAUTH_JWT_CACHE.
 # Run as root, PostgreSQL runs as the unprivileged user "ojwtest" (created if missing);
 # Keycloak runs as the calling user.
 set -euo pipefail
@@ -141,13 +141,14 @@ free_pg_port() {
 cmd_start() {
 	local auto=$1 t0 kc_new_keys=0
 
-	step "PostgreSQL 18 (scripts/pg18.sh; cached after the first build)"
-	local pgc
-	pgc=$("$repo/scripts/pg18.sh")
+	step "PostgreSQL ${PG_MAJOR:-18} (scripts/pg.sh; cached after the first build)"
+	local pgc oauthlib
+	pgc=$("$repo/scripts/pg.sh" "${PG_MAJOR:-18}")
 	bindir=$("$pgc" --bindir)
 	say "pg_config: $pgc"
 	echo "$bindir" >"$demo/bindir"
-	[ -f "$("$pgc" --libdir)/libpq-oauth-18.so" ] || die "$("$pgc" --libdir)/libpq-oauth-18.so is missing: psql cannot run the device flow (PostgreSQL must be built --with-libcurl, as scripts/pg18.sh does)"
+	oauthlib=$("$pgc" --libdir)/libpq-oauth-${PG_MAJOR:-18}.so
+	[ -f "$oauthlib" ] || [ -f "$("$pgc" --libdir)/libpq-oauth.so" ] || die "$oauthlib is missing: psql cannot run the device flow (PostgreSQL must be built --with-libcurl, as scripts/pg.sh does)"
 
 	step "building oauth_jwt.so (make; log $demo/make.log)"
 	if ! make -C "$repo" PG_CONFIG="$pgc" >"$demo/make.log" 2>&1; then

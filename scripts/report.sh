@@ -16,22 +16,23 @@
 # A failing test still leaves its figures; the script then exits non-zero
 # after writing the report, so that a failure is seen and documented.
 #
-# Environment: PG_CONFIG (a PostgreSQL 18 pg_config; found or built by
-# scripts/pg18.sh otherwise), OUT, DOCS (default docs), GO (default go).
+# Environment: PG_CONFIG (a PostgreSQL 18 or 19 pg_config; otherwise scripts/pg.sh
+# finds or builds PG_MAJOR, default 18), OUT, DOCS (default docs), GO (default go).
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 OUT=${OUT:-build/report}
 DOCS=${DOCS:-docs}
-if [ -z "${PG_CONFIG:-}" ] || ! "$PG_CONFIG" --version 2>/dev/null | grep -q '^PostgreSQL 18'; then
-	PG_CONFIG=$(PG_CONFIG= scripts/pg18.sh) || { echo "report.sh: no PostgreSQL 18 (scripts/pg18.sh failed)" >&2; exit 1; }
+if [ -z "${PG_CONFIG:-}" ] || ! "$PG_CONFIG" --version 2>/dev/null | grep -Eq '^PostgreSQL (18|19)'; then
+	PG_CONFIG=$(PG_CONFIG= scripts/pg.sh "${PG_MAJOR:-18}") || { echo "report.sh: no PostgreSQL ${PG_MAJOR:-18} (scripts/pg.sh failed)" >&2; exit 1; }
 fi
-for f in oauth_jwt.so oauth_jwt_fetch build/test/oauth_jwt.so build/test/oauth_jwt_fetch build/test/oauth_noop.so build/test/oauth_gonoop.so; do
+major=$("$PG_CONFIG" --version | sed -n 's/^PostgreSQL \([0-9]*\).*/\1/p')
+for f in build/$major/oauth_jwt.so build/$major/oauth_jwt_fetch build/$major/test/oauth_jwt.so build/$major/test/oauth_jwt_fetch build/$major/test/oauth_noop.so build/$major/test/oauth_gonoop.so; do
 	[ -f "$f" ] || { echo "report.sh: $f is missing: run \`make test-modules\` first (make report does)" >&2; exit 1; }
 done
 
-export OJW_PG_CONFIG="$PG_CONFIG" OJW_BUILD_DIR="$PWD/build"
+export OJW_PG_CONFIG="$PG_CONFIG" OJW_BUILD_DIR="$PWD/build/$major"
 mkdir -p "$OUT"
 rm -f "$OUT"/bench.md "$OUT"/*.json
 status=0

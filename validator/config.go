@@ -177,15 +177,26 @@ type Config struct {
 	DataDirectory         string
 	AuthenticationTimeout time.Duration
 
+	// Line holds the options of the pg_hba line the login matched
+	// (validator.<key>=value, PostgreSQL 19 and later); nil when the line
+	// sets none. See linepolicy.go.
+	Line *LineOptions
+
 	// Warnings are problems found in the settings that did not stop the
 	// module (a clamped http_timeout...). The Verifier logs them with the
 	// first token it validates.
 	Warnings []LogRecord
 }
 
-// PolicyFor returns the policy of issuer: its section of the issuer_config
-// file when there is one (exact, byte-for-byte match), else the default.
+// PolicyFor returns the policy of issuer, from the most specific source:
+// the options of the pg_hba line the login matched (PostgreSQL 19), applied
+// on top of the issuer's section of the issuer_config file when there is
+// one (exact, byte-for-byte match), else on top of the default.
 func (c *Config) PolicyFor(issuer string) *Policy {
+	if c.Line != nil && c.Line.policy != nil && issuer == c.Line.Issuer {
+		p := *c.Line.policy // the pg_hba line's options win over both
+		return &p
+	}
 	if p, ok := c.Issuers[issuer]; ok {
 		return &p
 	}
@@ -229,7 +240,10 @@ func (e *ConfigError) Error() string {
 // Unwrap returns the underlying error.
 func (e *ConfigError) Unwrap() error { return e.Err }
 
-// policyKeys are the settings a section of the issuer_config file may set.
+// policyKeys are the settings a section of the issuer_config file may set,
+// and (PostgreSQL 19) the options a pg_hba oauth line may set as
+// validator.<key>: PolicyKeys hands this list to the shim, which registers
+// it with the server, so a key added here is accepted on a line too.
 var policyKeys = []string{
 	"audience", "allowed_client_ids", "required_scopes", "allowed_algorithms",
 	"leeway", "accept_id_tokens", "jwks_uri", "discovery_url",
@@ -284,7 +298,12 @@ func ParseSettings(s Settings) (*Config, error) {
 			return nil, err
 		}
 		c.Issuers = iss
-	} else if len(c.Default.Audiences) == 0 {
+	}
+	if err := c.parseLine(s); err != nil {
+		return nil, err
+	}
+	if c.IssuerConfig == "" && len(c.Default.Audiences) == 0 &&
+		(c.Line == nil || c.Line.policy == nil || len(c.Line.policy.Audiences) == 0) {
 		return nil, errNoAudience(nil)
 	}
 	return c, nil

@@ -311,6 +311,18 @@
 // several issuers are configured, set jwks_uri and discovery_url in their
 // sections, never globally.
 //
+// # Per-line policy (PostgreSQL 19)
+//
+// On PostgreSQL 19 the shim registers PolicyKeys as pg_hba options, so an
+// oauth line may set any per-issuer key as validator.<key>=value. For a
+// login on such a line the shim adds the settings "hba.<key>" (the values
+// the line sets), "server.hba_file", "server.hba_line" and
+// "server.hba_issuer". Config.PolicyFor then applies, most specific first:
+// the line's options, the issuer's issuer_config section, the global
+// settings. A bad value is a *ConfigError whose Setting is
+// "validator.<key>" and whose File and Line are the pg_hba line's: that
+// line's logins fail, nothing falls back to a less specific value.
+//
 // # Reason codes
 //
 // Rejections (nil error, Authorized false, one LOG record "bearer token

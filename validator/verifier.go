@@ -65,8 +65,16 @@ func NewFromConfig(cfg *Config, opts ...Option) (*Verifier, error) {
 	if cfg == nil {
 		return nil, &ConfigError{Msg: "no configuration"}
 	}
-	if err := checkPolicy(&cfg.Default, cfg.IssuerConfig == ""); err != nil {
+	// The default needs an audience unless issuer_config sections or the
+	// pg_hba line (PostgreSQL 19) give one.
+	lineAudience := cfg.Line != nil && cfg.Line.policy != nil && len(cfg.Line.policy.Audiences) > 0
+	if err := checkPolicy(&cfg.Default, cfg.IssuerConfig == "" && !lineAudience); err != nil {
 		return nil, err
+	}
+	if cfg.Line != nil && cfg.Line.policy != nil {
+		if err := checkPolicy(cfg.Line.policy, true); err != nil {
+			return nil, err
+		}
 	}
 	for iss := range cfg.Issuers {
 		p := cfg.Issuers[iss]

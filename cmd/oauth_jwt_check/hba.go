@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
+
+	"github.com/oauth-jwt/oauth_jwt/validator"
 )
 
 // hbaLine is an oauth line of pg_hba.conf: what the server hands the
@@ -18,6 +21,24 @@ type hbaLine struct {
 	Delegate  bool   `json:"delegate"`
 	Map       string `json:"map,omitempty"`
 	Validator string `json:"validator,omitempty"`
+	// Options are the line's validator.<key>=value options (PostgreSQL 19),
+	// by key without the prefix.
+	Options map[string]string `json:"options,omitempty"`
+}
+
+// settings returns what the shim passes to the validator for a login on
+// this line besides the oauth_jwt.* settings: on PostgreSQL 19 the line's
+// options as hba.<key> with where the line is (validator.Config applies
+// them over the issuer_config section and the global settings).
+func (l hbaLine) settings() validator.Settings {
+	if len(l.Options) == 0 {
+		return nil
+	}
+	vs := validator.Settings{"server.hba_file": l.File, "server.hba_line": strconv.Itoa(l.Line), "server.hba_issuer": l.Issuer}
+	for k, v := range l.Options {
+		vs[validator.LineSettingPrefix+k] = v
+	}
+	return vs
 }
 
 // readHBA returns the oauth lines of a pg_hba.conf file, each with the
@@ -151,6 +172,13 @@ func hbaOAuth(f []hbaField) (hbaLine, bool) {
 			l.Validator = val
 		case "delegate_ident_mapping":
 			l.Delegate = val == "1" // exactly what PostgreSQL's hba.c tests
+		default:
+			if key, ok := strings.CutPrefix(name, validator.LineOptionPrefix); ok {
+				if l.Options == nil {
+					l.Options = map[string]string{}
+				}
+				l.Options[key] = val
+			}
 		}
 	}
 	return l, true

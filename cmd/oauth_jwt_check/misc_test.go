@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -219,6 +220,7 @@ host    all      all  127.0.0.1 255.255.255.255 oauth issuer="https://sso.exampl
 hostssl all      all  0.0.0.0/0 oauth issuer="https://sso.example.com/realms/corp/" \
         scope=openid delegate_ident_mapping=1   # continued
 local   oauth    all          oauth issuer=https://local.example validator=other delegate_ident_mapping=true
+host    admin    all  10.0.0.0/8 oauth issuer=https://sso.example.com/realms/corp scope=openid validator.audience=admin-db validator.role_map="dba=alice, ops=bob"
 `
 	if err := os.WriteFile(hba, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -227,18 +229,27 @@ local   oauth    all          oauth issuer=https://local.example validator=other
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(lines) != 3 {
+	if len(lines) != 4 {
 		t.Fatalf("lines = %+v", lines)
 	}
 	want := []hbaLine{
 		{File: hba, Line: 3, Issuer: "https://sso.example.com/realms/corp", Scope: "openid db", Map: "sso"},
 		{File: hba, Line: 4, Issuer: "https://sso.example.com/realms/corp/", Scope: "openid", Delegate: true},
 		{File: hba, Line: 6, Issuer: "https://local.example", Validator: "other"},
+		{File: hba, Line: 7, Issuer: "https://sso.example.com/realms/corp", Scope: "openid",
+			Options: map[string]string{"audience": "admin-db", "role_map": "dba=alice, ops=bob"}},
 	}
 	for i := range want {
-		if lines[i] != want[i] {
+		if !reflect.DeepEqual(lines[i], want[i]) {
 			t.Errorf("line %d = %+v, want %+v", i, lines[i], want[i])
 		}
+	}
+	// The options reach the validator as the shim passes them on PostgreSQL 19.
+	if got := lines[3].settings(); got["hba.audience"] != "admin-db" || got["server.hba_line"] != "7" || got["server.hba_issuer"] != "https://sso.example.com/realms/corp" {
+		t.Errorf("settings() = %v", got)
+	}
+	if got := lines[0].settings(); got != nil {
+		t.Errorf("a line without options gives settings %v", got)
 	}
 	if _, _, err := pickHBA(hba, 0); err == nil || !strings.Contains(err.Error(), "choose one with --hba-line") {
 		t.Errorf("pickHBA without a line: %v", err)

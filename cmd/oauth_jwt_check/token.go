@@ -152,6 +152,7 @@ func explainToken(e *env, f *tokenFlags, pos []string) (int, error) {
 
 	// The pg_hba.conf line and the role asked for.
 	req := validator.Request{Role: f.role}
+	var lineSettings validator.Settings
 	switch {
 	case f.hba != "" && (f.issuer != "" || f.scope != "" || f.delegate || f.mapName != ""):
 		return exitUsage, errors.New("give either --hba or --issuer (with --scope, --map, --delegate), not both")
@@ -163,6 +164,10 @@ func explainToken(e *env, f *tokenFlags, pos []string) (int, error) {
 		rep.Notes = append(rep.Notes, notes...)
 		req.Issuer, req.Scope, req.Delegate = l.Issuer, l.Scope, l.Delegate
 		rep.Request = requestOut{Map: l.Map, Source: fmt.Sprintf("%s:%d", l.File, l.Line)}
+		lineSettings = l.settings()
+		if len(l.Options) > 0 {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s:%d sets %d validator.* option(s); they apply on PostgreSQL 19 and override the issuer_config section and the oauth_jwt.* settings (PostgreSQL 18 refuses such a line).", l.File, l.Line, len(l.Options)))
+		}
 		if l.Validator != "" && l.Validator != "oauth_jwt" {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s:%d names validator %q, not oauth_jwt.", l.File, l.Line, l.Validator))
 		}
@@ -239,6 +244,9 @@ func explainToken(e *env, f *tokenFlags, pos []string) (int, error) {
 	}
 	vs := st.validatorSettings()
 	vs["cache_dir"] = cacheDir
+	for k, v := range lineSettings {
+		vs[k] = v
+	}
 
 	code := judgeToken(e, f, vs, req, now, &rep)
 	if f.json {

@@ -11,7 +11,7 @@
 // JSON (scripts/report.sh turns it into the fault table of
 // docs/report.md).
 //
-//	OJW_PG_CONFIG=... OJW_BUILD_DIR=$PWD/build go test -count=1 -v ./test/faults/
+//	OJW_PG_CONFIG=... OJW_BUILD_DIR=$PWD/build/<major> go test -count=1 -v ./test/faults/
 package faults
 
 import (

@@ -58,4 +58,12 @@ func OjwFreeResult(r *C.OjwResult) {
 //export OjwCheckSetting
 func OjwCheckSetting(name, value *C.char) *C.char { return nil }
 
+// OjwPolicyKeys registers no pg_hba options: the floor judges nothing.
+//
+//export OjwPolicyKeys
+func OjwPolicyKeys(names ***C.char) C.int {
+	*names = nil
+	return 0
+}
+
 func main() {}

@@ -9,7 +9,7 @@
 // With OJW_HOSTILE_OUT set, the figures are written there as JSON
 // (scripts/report.sh).
 //
-//	OJW_PG_CONFIG=... OJW_BUILD_DIR=$PWD/build go test -count=1 -v ./test/hostile/
+//	OJW_PG_CONFIG=... OJW_BUILD_DIR=$PWD/build/<major> go test -count=1 -v ./test/hostile/
 package hostile
 
 import (

@@ -219,7 +219,15 @@ func TestMalformedSASL(t *testing.T) {
 			if r.ValidatorCalled {
 				t.Errorf("the validator was called:\n%s", log)
 			}
-			if r.Server == "" {
+			switch {
+			case tc.name == "the discovery request (empty auth)" && c.Major >= 19:
+				// PostgreSQL 19 no longer logs the discovery round trip (the
+				// first connection of every libpq device-flow login) as a
+				// failed authentication; 18 does.
+				if strings.Contains(log, "authentication failed") {
+					t.Errorf("PostgreSQL %d logged the discovery request as a failed login:\n%s", c.Major, log)
+				}
+			case r.Server == "":
 				t.Errorf("the server log lacks %q:\n%s", tc.want, log)
 			}
 			if strings.Contains(log, valid[:40]) {

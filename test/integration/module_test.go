@@ -18,7 +18,7 @@ import (
 func TestExportedSymbols(t *testing.T) {
 	e := pgtest.LoadEnv(t)
 	for _, lib := range []string{
-		filepath.Join(e.BuildDir, "..", "oauth_jwt.so"),
+		filepath.Join(e.BuildDir, "oauth_jwt.so"),
 		filepath.Join(e.ModuleDir, "oauth_jwt.so"),
 	} {
 		out, err := exec.Command("nm", "-D", "--defined-only", lib).Output()
@@ -43,7 +43,7 @@ func TestExportedSymbols(t *testing.T) {
 // -z nodelete: dlclose must never unload a library whose Go runtime started.
 func TestLinkedNoDelete(t *testing.T) {
 	e := pgtest.LoadEnv(t)
-	lib := filepath.Join(e.BuildDir, "..", "oauth_jwt.so")
+	lib := filepath.Join(e.BuildDir, "oauth_jwt.so")
 	out, err := exec.Command("readelf", "-d", lib).Output()
 	if err != nil {
 		t.Fatalf("readelf -d %s: %v", lib, err)
@@ -91,7 +91,7 @@ func TestShimHasNoTokenLogic(t *testing.T) {
 func TestConstructorOrder(t *testing.T) {
 	e := pgtest.LoadEnv(t)
 	for _, lib := range []string{
-		filepath.Join(e.BuildDir, "..", "oauth_jwt.so"),
+		filepath.Join(e.BuildDir, "oauth_jwt.so"),
 		filepath.Join(e.ModuleDir, "oauth_jwt.so"),
 		filepath.Join(e.ModuleDir, "oauth_jwt_badmagic.so"),
 	} {

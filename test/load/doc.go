@@ -25,5 +25,5 @@
 // seven minutes on two cores. OJW_LOAD_OUT and OJW_SOAK_OUT name JSON files
 // for the results (scripts/report.sh sets them and builds docs/report.md).
 //
-//	OJW_PG_CONFIG=... OJW_BUILD_DIR=$PWD/build go test -count=1 -v -timeout 20m ./test/load/
+//	OJW_PG_CONFIG=... OJW_BUILD_DIR=$PWD/build/<major> go test -count=1 -v -timeout 20m ./test/load/
 package load

@@ -1,13 +1,14 @@
-// Package pgtest runs throwaway PostgreSQL 18 clusters for the integration
+// Package pgtest runs throwaway PostgreSQL 18 or 19 clusters for the integration
 // tests: initdb into a temporary directory, a random loopback port, the
 // module under test found through dynamic_library_path, pg_hba.conf and
 // oauth_jwt.* settings rewritten per case, and the server log readable from
 // a mark so each case can assert what was logged. Clusters are stopped in
 // t.Cleanup, also when the test fails.
 //
-// Environment (set by `make test`): OJW_PG_CONFIG, the pg_config of a
-// PostgreSQL 18 build; OJW_BUILD_DIR, the build directory holding
-// test/oauth_jwt.so and test/oauth_noop.so.
+// Environment (set by `make test`, once per major): OJW_PG_CONFIG, the
+// pg_config of a PostgreSQL 18 or 19 build; OJW_BUILD_DIR, the build
+// directory of that major (build/<major>) holding oauth_jwt.so (the
+// installable build), test/oauth_jwt.so and test/oauth_noop.so.
 package pgtest
 
 import (
@@ -28,9 +29,10 @@ import (
 
 // Env locates the server binaries and the built modules.
 type Env struct {
-	PGConfig  string // pg_config of PostgreSQL 18
+	PGConfig  string // pg_config of PostgreSQL 18 or 19
 	BinDir    string // its bindir
-	BuildDir  string // the repository's build/ directory
+	Major     int    // its major version (18, 19)
+	BuildDir  string // the build directory of that major: build/<major>
 	ModuleDir string // BuildDir/test: oauth_jwt.so (with test triggers), oauth_jwt_badmagic.so, oauth_noop.so, oauth_gonoop.so
 }
 
@@ -47,21 +49,30 @@ func LoadEnv(t testing.TB) Env {
 		pgc := os.Getenv("OJW_PG_CONFIG")
 		build := os.Getenv("OJW_BUILD_DIR")
 		if pgc == "" || build == "" {
-			envErr = fmt.Errorf("OJW_PG_CONFIG and OJW_BUILD_DIR are not set: run these tests with `make test` (it builds PostgreSQL 18 via scripts/pg18.sh and the test modules)")
+			envErr = fmt.Errorf("OJW_PG_CONFIG and OJW_BUILD_DIR are not set: run these tests with `make test` (it provisions PostgreSQL 18 and 19 via scripts/pg.sh and builds the test modules per major)")
 			return
 		}
 		out, err := exec.Command(pgc, "--bindir").Output()
 		if err != nil {
-			envErr = fmt.Errorf("%s --bindir: %v (run scripts/pg18.sh to build PostgreSQL 18)", pgc, err)
+			envErr = fmt.Errorf("%s --bindir: %v (run scripts/pg.sh 18 or scripts/pg.sh 19 to provision PostgreSQL)", pgc, err)
 			return
 		}
-		env = Env{PGConfig: pgc, BinDir: strings.TrimSpace(string(out)), BuildDir: build,
+		major, err := serverMajor(pgc)
+		if err != nil {
+			envErr = err
+			return
+		}
+		env = Env{PGConfig: pgc, BinDir: strings.TrimSpace(string(out)), Major: major, BuildDir: build,
 			ModuleDir: filepath.Join(build, "test")}
 		for _, f := range []string{"oauth_jwt.so", "oauth_jwt_badmagic.so", "oauth_noop.so", "oauth_gonoop.so", FetchHelper} {
 			if _, err := os.Stat(filepath.Join(env.ModuleDir, f)); err != nil {
-				envErr = fmt.Errorf("%s is missing: run `make test-modules` (or `make test`)", filepath.Join(env.ModuleDir, f))
+				envErr = fmt.Errorf("%s is missing: run `make test-modules PG_MAJOR=%d` (or `make test`)", filepath.Join(env.ModuleDir, f), major)
 				return
 			}
+		}
+		if filepath.Base(build) != fmt.Sprint(major) {
+			envErr = fmt.Errorf("OJW_BUILD_DIR=%s does not belong to PostgreSQL %d (%s): use build/%d", build, major, pgc, major)
+			return
 		}
 	})
 	if envErr != nil {
@@ -70,10 +81,33 @@ func LoadEnv(t testing.TB) Env {
 	return env
 }
 
+// serverMajor reads the major version from pg_config --version
+// ("PostgreSQL 18.6", "PostgreSQL 19rc1 (Debian 19~rc1-1)").
+func serverMajor(pgc string) (int, error) {
+	out, err := exec.Command(pgc, "--version").Output()
+	if err != nil {
+		return 0, fmt.Errorf("%s --version: %v", pgc, err)
+	}
+	var major int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(strings.TrimSpace(string(out)), "PostgreSQL "), "%d", &major); err != nil || major < 18 {
+		return 0, fmt.Errorf("%s is %q: oauth_jwt needs PostgreSQL 18 or 19", pgc, strings.TrimSpace(string(out)))
+	}
+	return major, nil
+}
+
+// ResetEnv forgets what LoadEnv read, so that the next LoadEnv reads
+// OJW_PG_CONFIG and OJW_BUILD_DIR again. For a TestMain that runs its
+// tests once per major (test/e2e: one Keycloak for both); never call it
+// while tests run.
+func ResetEnv() {
+	envOnce = sync.Once{}
+	env, envErr = Env{}, nil
+}
+
 // Bin returns the path of a PostgreSQL program.
 func (e Env) Bin(name string) string { return filepath.Join(e.BinDir, name) }
 
-// Cluster is one running PostgreSQL 18 server.
+// Cluster is one running PostgreSQL server (18 or 19).
 type Cluster struct {
 	Env
 	Dir     string // scratch directory (data, socket, log)
@@ -122,7 +156,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	for _, f := range []string{"oauth_jwt.so", "oauth_jwt_badmagic.so", "oauth_noop.so", "oauth_gonoop.so", FetchHelper} {
 		from := filepath.Join(e.ModuleDir, f)
 		if opts.Production && (f == "oauth_jwt.so" || f == FetchHelper) {
-			from = filepath.Join(e.BuildDir, "..", f)
+			from = filepath.Join(e.BuildDir, f)
 		}
 		copyFile(t, from, filepath.Join(libDir, f))
 	}
@@ -290,6 +324,7 @@ func (c *Cluster) OAuthConfig(user, token string) *pgx.ConnConfig {
 		c.t.Fatal(err)
 	}
 	cfg.OAuthTokenProvider = func(context.Context) (string, error) { return token, nil }
+	cfg.DialFunc = DialFinishingSASL // finish a refused exchange as libpq does (sasl.go)
 	return cfg
 }
 

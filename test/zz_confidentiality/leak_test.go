@@ -10,7 +10,7 @@
 // segments of 8 characters or more, anything shaped like a JWT, the OAuth
 // client secret and the SCRAM password.
 //
-//	OJW_PG_CONFIG=... OJW_BUILD_DIR=$PWD/build go test -count=1 -v ./test/zz_confidentiality/
+//	OJW_PG_CONFIG=... OJW_BUILD_DIR=$PWD/build/<major> go test -count=1 -v ./test/zz_confidentiality/
 package confidentiality
 
 import (

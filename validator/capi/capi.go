@@ -440,3 +440,27 @@ func capitalize(s string) string {
 }
 
 func main() {}
+
+// OjwPolicyKeys returns the number of per-issuer policy keys and stores in
+// *names a C array of them (malloc'd, never freed: the shim asks once per
+// process and registers them as pg_hba options on PostgreSQL 19). Returns
+// -1 (and *names NULL) if anything goes wrong.
+//
+//export OjwPolicyKeys
+func OjwPolicyKeys(names ***C.char) (n C.int) {
+	defer func() {
+		if p := recover(); p != nil {
+			*names = nil
+			n = -1
+		}
+	}()
+	keys := validator.PolicyKeys()
+	arr := (**C.char)(C.malloc(C.size_t(len(keys)+1) * C.size_t(unsafe.Sizeof(uintptr(0)))))
+	s := unsafe.Slice(arr, len(keys)+1)
+	for i, k := range keys {
+		s[i] = C.CString(k)
+	}
+	s[len(keys)] = nil
+	*names = arr
+	return C.int(len(keys))
+}
