@@ -3,7 +3,8 @@
 #   make                      build oauth_jwt.so (the C shim linked with the Go c-archive)
 #                             and oauth_jwt_fetch (the key fetch helper it starts)
 #   make install              install both into the server's library directory
-#   make test                 unit, integration (and end-to-end) tests against a real server
+#   make test                 unit, integration and end-to-end tests against a real server
+#   make test-containers      the container suite alone (docker/; starts an engine if needed)
 #   PG_CONFIG=/path/to/pg_config make ...   pick the server
 #
 # When PG_CONFIG (default: pg_config on PATH) is not a PostgreSQL 18 with server
@@ -114,9 +115,21 @@ test: test-modules
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./validator/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeResult$$' -fuzztime 10s ./internal/fetchwire/
 	@mkdir -p $(BUILD)
-	$(GO) test -tags docker -count=1 -timeout 30m ./docker/...   # skips without a Docker engine
+	$(MAKE) --no-print-directory test-containers
 	$(GO) test -tags keycloak -count=1 -run TestKeycloak ./cmd/oauth_jwt_check/
 	$(TEST_ENV) bash -o pipefail -c '$(GO) test -p 1 -count=1 -timeout 45m -v ./test/... 2>&1 | tee $(BUILD)/test.log | grep -E "^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic)|\s+[a-z_]+_test.go:[0-9]+:"'
+
+# The container suite (docker/): the module image, Keycloak, the CloudNativePG layout and
+# the compose demo, through testcontainers-go. scripts/docker.sh uses the engine there is
+# or, as root, starts a private one (installing docker.io when missing) and stops it
+# again afterwards; scripts/images.sh builds stand-ins for images no registry serves.
+# Cold on our machines about 25 minutes, warm about 10 (README "Containers").
+test-containers:
+	@mkdir -p $(BUILD)
+	@ours=; scripts/docker.sh env >/dev/null 2>&1 || ours=1; \
+	host=$$(scripts/docker.sh start) || exit 1; \
+	DOCKER_HOST=$$host $(TEST_ENV) bash -o pipefail -c '$(GO) test -tags docker -count=1 -timeout 40m -v ./docker/... 2>&1 | tee $(BUILD)/test-containers.log | grep -E "^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic|timing:|container suite:)|\s+[a-z_]+_test.go:[0-9]+:"'; \
+	rc=$$?; [ -z "$$ours" ] || scripts/docker.sh stop; exit $$rc
 
 # Connection latency and memory per login kind (docs/benchmarks.md), and Go validation benchmarks.
 bench: test-modules
@@ -135,4 +148,4 @@ demo:
 demo-stop:
 	scripts/demo.sh stop
 
-.PHONY: test test-modules bench report demo demo-stop install-fetch-helper uninstall-fetch-helper
+.PHONY: test test-containers test-modules bench report demo demo-stop install-fetch-helper uninstall-fetch-helper

@@ -4,7 +4,8 @@
 #   compose.sh path
 #       Print the path of a compose CLI: `docker-compose` (v2 or later) on PATH if there is
 #       one, else the one built here once from the Go module proxy into the cache
-#       (github.com/docker/compose/v5 at $COMPOSE_VERSION, default v5.7.2; ~1 min of
+#       (github.com/docker/compose/v5 at $COMPOSE_VERSION, default v5.6.0, the newest whose
+#       dependencies the module proxy serves in full; ~1 min of
 #       downloads and several minutes of compiling on 2 cores). `go install` refuses that
 #       module (its go.mod has exclude directives), so it is downloaded with
 #       `go mod download` and built inside the downloaded module, with that module's own
@@ -16,7 +17,7 @@
 # lands in $OAUTH_JWT_CACHE/compose/<version>/docker-compose), COMPOSE_VERSION, GOPROXY.
 set -euo pipefail
 
-version=${COMPOSE_VERSION:-v5.7.2}
+version=${COMPOSE_VERSION:-v5.6.0}
 cache=${OAUTH_JWT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/oauth_jwt}
 dir=$cache/compose/$version
 bin=$dir/docker-compose
