@@ -88,6 +88,23 @@ func TestDockerImages(t *testing.T) {
 		}
 	})
 
+	t.Run("PublishedOnLoopbackOnly", func(t *testing.T) {
+		ports, err := p.holder.Ports(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ports) != 3 {
+			t.Errorf("published ports %v, want Keycloak's, PostgreSQL's and the CloudNativePG server's", ports)
+		}
+		for port, bindings := range ports {
+			for _, b := range bindings {
+				if b.HostIP.String() != "127.0.0.1" {
+					t.Errorf("port %s published on %s, want 127.0.0.1 only", port, b.HostIP)
+				}
+			}
+		}
+	})
+
 	t.Run("ServiceClientCredentials", func(t *testing.T) {
 		tok, err := keycloak.ClientCredentialsToken(ctx, p.issuer, keycloak.ServiceClient, keycloak.ServiceSecret)
 		if err != nil {
