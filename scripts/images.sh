@@ -184,9 +184,13 @@ cmd_standins() {
 	printf 'OJW_PG_IMAGE=%s\nOJW_GO_IMAGE=%s\nOJW_KEYCLOAK_IMAGE=%s\n' "$pg_tag" "$go_tag" "$kc_tag"
 }
 
+# prune_old: stand-ins replaced by a rebuild (their recipe changed) are left dangling; only
+# images carrying the stand-in label are removed.
+prune_old() { docker image prune -f --filter label=oauth_jwt.standin.recipe >/dev/null 2>&1 || true; }
+
 case "${1:-}" in
-resolve) cmd_resolve ;;
-standins) cmd_standins ;;
+resolve) cmd_resolve; prune_old ;;
+standins) cmd_standins; prune_old ;;
 base) build_base; echo "$base_tag" ;;
 -h | --help | help) usage 0 ;;
 *) usage ;;
