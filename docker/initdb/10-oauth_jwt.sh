@@ -9,9 +9,10 @@
 #                             (default http://localhost:8080/realms/postgres)
 #   OAUTH_JWT_SCOPE           pg_hba scope, what libpq asks for (default openid)
 #   OAUTH_JWT_DELEGATED_ROLES roles whose logins the token alone decides
-#                             (delegate_ident_mapping=1; default postgres,reader,app_writer);
+#                             (delegate_ident_mapping=1; default dba,reader,app_writer; never a superuser:
+#                             oauth_jwt refuses superuser targets in delegated mode);
 #                             every other role goes through pg_ident map "sso"
-#   OAUTH_JWT_DEMO_ROLES      on (default): create roles alice, bob, reader, app_writer
+#   OAUTH_JWT_DEMO_ROLES      on (default): create roles alice, bob, dba, reader, app_writer
 #   OAUTH_JWT_<SETTING>       any oauth_jwt.<setting> (README "Settings"), e.g.
 #                             OAUTH_JWT_AUDIENCE=postgres-db, OAUTH_JWT_JWKS_URI=...
 #
@@ -23,7 +24,7 @@ die() { echo "10-oauth_jwt.sh: $*" >&2; exit 1; }
 
 issuer="${OAUTH_JWT_ISSUER:-http://localhost:8080/realms/postgres}"
 scope="${OAUTH_JWT_SCOPE:-openid}"
-delegated="${OAUTH_JWT_DELEGATED_ROLES:-postgres,reader,app_writer}"
+delegated="${OAUTH_JWT_DELEGATED_ROLES:-dba,reader,app_writer}"
 demo_roles="${OAUTH_JWT_DEMO_ROLES:-on}"
 
 case "$issuer" in
@@ -45,7 +46,7 @@ declare -A conf=(
 	[allowed_client_ids]='psql, pg-service'
 	[authn_id_claim]='preferred_username'
 	[role_claim]='groups'
-	[role_map]='dba=postgres, dba=reader, analysts=reader'
+	[role_map]='dba=dba, dba=reader, analysts=reader'
 	[client_role_map]='pg-service=app_writer'
 	[log_accepted]='on'
 )
@@ -112,9 +113,12 @@ EOF
 
 # --- Demo roles ----------------------------------------------------------------------------
 # Realm postgres: alice (group dba), bob (group analysts), carol (no group, no role here),
-# service account of client pg-service (-> app_writer).
+# service account of client pg-service (-> app_writer). Role dba administers without being
+# a superuser (delegated logins never reach a superuser).
 if [[ "$demo_roles" == on ]]; then
 	psql -v ON_ERROR_STOP=1 --no-psqlrc --username "${POSTGRES_USER:-postgres}" --dbname "${POSTGRES_DB:-postgres}" <<'EOSQL'
+CREATE ROLE dba LOGIN CREATEDB CREATEROLE;
+GRANT pg_read_all_data, pg_write_all_data, pg_monitor, pg_signal_backend TO dba;
 CREATE ROLE reader LOGIN;
 GRANT pg_read_all_data TO reader;
 CREATE ROLE app_writer LOGIN;
