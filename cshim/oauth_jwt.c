@@ -88,6 +88,7 @@ static const OjwGuc ojw_gucs[] = {
 	{"accept_id_tokens", OJW_BOOL, "Whether OpenID Connect ID tokens are accepted in place of access tokens.", NULL, 0, 0, 1, 0},
 	{"jwks_uri", OJW_STRING, "JWKS location to use instead of the one in the issuer's discovery document.", "", 0, 0, 0, 0},
 	{"discovery_url", OJW_STRING, "Discovery document location to use instead of the issuer's well-known URL.", "", 0, 0, 0, 0},
+	{"jwks_file", OJW_STRING, "JWK set file holding the issuer's keys; with it no request is ever made to the identity provider.", "", 0, 0, 0, 0},
 	{"authn_id_claim", OJW_STRING, "Claim path whose value becomes the authenticated identity.", "sub", 0, 0, 0, 0},
 	{"role_claim", OJW_STRING, "Claim path holding groups or roles, used with delegate_ident_mapping.", "", 0, 0, 0, 0},
 	{"role_map", OJW_STRING, "Mapping from role_claim values to PostgreSQL roles, as value=role pairs.", "", 0, 0, 0, 0},

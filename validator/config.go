@@ -80,6 +80,11 @@ type Policy struct {
 	// DiscoveryURL overrides where the discovery document is fetched; its
 	// "issuer" must still equal the pg_hba issuer (oauth_jwt.discovery_url).
 	DiscoveryURL string
+	// JWKSFile, when set, is a JWK set on disk that holds the issuer's keys
+	// (oauth_jwt.jwks_file): an absolute path, read with the trusted-file
+	// checks and re-read when it changes. No network request is ever made
+	// for the issuer; it excludes JWKSURI and DiscoveryURL.
+	JWKSFile string
 	// AuthnIDClaim is the path of the claim that becomes authn_id
 	// (oauth_jwt.authn_id_claim).
 	AuthnIDClaim string
@@ -198,7 +203,7 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // policyKeys are the settings a section of the issuer_config file may set.
 var policyKeys = []string{
 	"audience", "allowed_client_ids", "required_scopes", "allowed_algorithms",
-	"leeway", "accept_id_tokens", "jwks_uri", "discovery_url",
+	"leeway", "accept_id_tokens", "jwks_uri", "discovery_url", "jwks_file",
 	"authn_id_claim", "role_claim", "role_map", "client_role_map",
 	"role_from_identity", "log_accepted",
 }
@@ -387,6 +392,8 @@ func parsePolicy(loc *location, get func(string) (string, bool), base Policy,
 			p.JWKSURI, err = parseURL(v, requireHTTPS, key, at(key))
 		case "discovery_url":
 			p.DiscoveryURL, err = parseURL(v, requireHTTPS, key, at(key))
+		case "jwks_file":
+			p.JWKSFile, err = parseFilePath(v, key, at(key))
 		case "authn_id_claim":
 			if v == "" {
 				v = DefaultAuthnIDClaim
@@ -410,6 +417,10 @@ func parsePolicy(loc *location, get func(string) (string, bool), base Policy,
 			return nil, err
 		}
 	}
+	if err := checkKeySources(&p); err != nil {
+		loc.apply(err)
+		return nil, err
+	}
 	if (p.RoleClaim == "") != (len(p.RoleMap) == 0) {
 		e := &ConfigError{Setting: SettingPrefix + "role_map",
 			Msg: `"oauth_jwt.role_claim" and "oauth_jwt.role_map" must be set together`}
@@ -417,6 +428,36 @@ func parsePolicy(loc *location, get func(string) (string, bool), base Policy,
 		return nil, e
 	}
 	return &p, nil
+}
+
+// checkKeySources refuses a policy that names two places for the keys: a
+// key file means no network for the issuer, so it cannot go with a URL.
+func checkKeySources(p *Policy) *ConfigError {
+	if p.JWKSFile == "" {
+		return nil
+	}
+	for _, o := range []struct{ name, v string }{{"jwks_uri", p.JWKSURI}, {"discovery_url", p.DiscoveryURL}} {
+		if o.v != "" {
+			return &ConfigError{Setting: SettingPrefix + "jwks_file",
+				Msg: fmt.Sprintf("%q and %q cannot both be set for one issuer: a key file means no request is ever made to the identity provider", SettingPrefix+"jwks_file", SettingPrefix+o.name)}
+		}
+	}
+	return nil
+}
+
+// parseFilePath checks the path of a trusted file named in a policy: it
+// must be absolute (a section of issuer_config and postgresql.conf must
+// mean the same file whatever the current directory).
+func parseFilePath(v, name string, loc *location) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if !filepath.IsAbs(v) || strings.ContainsRune(v, 0) {
+		e := &ConfigError{Setting: SettingPrefix + name, Msg: fmt.Sprintf("expected an absolute path, got %q", v)}
+		loc.apply(e)
+		return "", e
+	}
+	return filepath.Clean(v), nil
 }
 
 // splitList splits a list separated by commas and/or white space.

@@ -431,6 +431,8 @@ func dateOrAbsent(v gjson.Result, now float64) string {
 // keySourceText says where the key source looks for an issuer's keys.
 func keySourceText(p *Policy, issuer string) string {
 	switch {
+	case p.JWKSFile != "":
+		return fmt.Sprintf("the file %s (%q; no network request is made)", p.JWKSFile, SettingPrefix+"jwks_file")
 	case p.JWKSURI != "":
 		return fmt.Sprintf("%s (%q)", p.JWKSURI, SettingPrefix+"jwks_uri")
 	case p.DiscoveryURL != "":

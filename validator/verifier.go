@@ -120,6 +120,9 @@ func checkPolicy(p *Policy, needAudience bool) error {
 	if p.AuthnIDClaim == "" {
 		return &ConfigError{Setting: SettingPrefix + "authn_id_claim", Msg: "no claim is named"}
 	}
+	if err := checkKeySources(p); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -514,7 +517,12 @@ func oneLine(err error) string {
 func (r *run) checkSignature(ctx context.Context) (res Result, done bool, err error) {
 	q := keycache.Query{Issuer: r.req.Issuer, DiscoveryURL: r.pol.DiscoveryURL, JWKSURI: r.pol.JWKSURI, CacheOnly: r.req.CacheOnly}
 	r.begin(checkKeys)
-	keys, err := r.v.src.Keys(ctx, q)
+	src := r.v.src
+	if r.pol.JWKSFile != "" {
+		// Offline keys: never the cache, never the network.
+		src = keyFileSource{path: r.pol.JWKSFile}
+	}
+	keys, err := src.Keys(ctx, q)
 	if err != nil {
 		res, err = r.wrapKeyError(err)
 		return res, true, err
@@ -530,7 +538,7 @@ func (r *run) checkSignature(ctx context.Context) (res Result, done bool, err er
 		// The issuer may have rotated its keys: ask once more (the source
 		// rate-limits such refetches server-wide).
 		q.MissingKID = h.kid
-		keys, err = r.v.src.Keys(ctx, q)
+		keys, err = src.Keys(ctx, q)
 		if err != nil {
 			res, err = r.wrapKeyError(err)
 			return res, true, err

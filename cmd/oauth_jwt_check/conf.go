@@ -45,6 +45,7 @@ var gucs = map[string]guc{
 	"accept_id_tokens":       {kind: kindBool, def: "off"},
 	"jwks_uri":               {kind: kindString},
 	"discovery_url":          {kind: kindString},
+	"jwks_file":              {kind: kindString},
 	"authn_id_claim":         {kind: kindString, def: "sub"},
 	"role_claim":             {kind: kindString},
 	"role_map":               {kind: kindString},
