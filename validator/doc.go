@@ -159,6 +159,14 @@
 //	discovery_url       URL, default issuer + "/.well-known/openid-configuration";
 //	                    for an internal address of the provider. The
 //	                    document's issuer must still equal the pg_hba issuer.
+//	jwks_file           absolute path, default empty: the issuer's keys from
+//	                    a JWK set on disk, re-read when it changes (stat
+//	                    stamp), with the trusted-file checks (owner the
+//	                    server's user or root, not writable by group or
+//	                    others, no symlink or FIFO, at most MaxKeyFileBytes,
+//	                    no directory above writable by others). No request
+//	                    is ever made for the issuer. Excludes jwks_uri and
+//	                    discovery_url; a bad file is keys_unavailable.
 //	authn_id_claim      claim path, default "sub".
 //	role_claim          claim path, default empty; needs role_map.
 //	role_map            value=role pairs, default empty; needs role_claim.
