@@ -35,6 +35,11 @@ const (
 	// CacheDirName is the directory created under the data directory when
 	// oauth_jwt.cache_dir is empty.
 	CacheDirName = "oauth_jwt_cache"
+	// DefaultIntrospectionCacheTTL is the default of
+	// oauth_jwt.introspection_cache_ttl.
+	DefaultIntrospectionCacheTTL = 30 * time.Second
+	// MaxIntrospectionCacheTTL is the largest introspection_cache_ttl.
+	MaxIntrospectionCacheTTL = time.Hour
 	// SettingPrefix is the prefix of every setting name in postgresql.conf.
 	SettingPrefix = "oauth_jwt."
 )
@@ -85,6 +90,24 @@ type Policy struct {
 	// checks and re-read when it changes. No network request is ever made
 	// for the issuer; it excludes JWKSURI and DiscoveryURL.
 	JWKSFile string
+	// Introspection says which tokens are also checked with the issuer's
+	// RFC 7662 introspection endpoint (oauth_jwt.introspection):
+	// IntrospectionOff (default), IntrospectionOpaque (tokens that are not
+	// JWTs are introspected; JWTs are verified offline) or
+	// IntrospectionAlways (a JWT is verified offline, then must be active).
+	Introspection string
+	// IntrospectionEndpoint overrides the discovery document's
+	// introspection_endpoint (oauth_jwt.introspection_endpoint).
+	IntrospectionEndpoint string
+	// IntrospectionClientID and IntrospectionSecretFile are the
+	// confidential client the module authenticates as (HTTP Basic); the
+	// secret is read from the file, never from a setting.
+	IntrospectionClientID   string
+	IntrospectionSecretFile string
+	// IntrospectionCacheTTL: a positive answer is reused for at most this
+	// long (never past the token's exp); 0 asks at every login
+	// (oauth_jwt.introspection_cache_ttl).
+	IntrospectionCacheTTL time.Duration
 	// AuthnIDClaim is the path of the claim that becomes authn_id
 	// (oauth_jwt.authn_id_claim).
 	AuthnIDClaim string
@@ -204,6 +227,8 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 var policyKeys = []string{
 	"audience", "allowed_client_ids", "required_scopes", "allowed_algorithms",
 	"leeway", "accept_id_tokens", "jwks_uri", "discovery_url", "jwks_file",
+	"introspection", "introspection_endpoint", "introspection_client_id",
+	"introspection_secret_file", "introspection_cache_ttl",
 	"authn_id_claim", "role_claim", "role_map", "client_role_map",
 	"role_from_identity", "log_accepted",
 }
@@ -394,6 +419,26 @@ func parsePolicy(loc *location, get func(string) (string, bool), base Policy,
 			p.DiscoveryURL, err = parseURL(v, requireHTTPS, key, at(key))
 		case "jwks_file":
 			p.JWKSFile, err = parseFilePath(v, key, at(key))
+		case "introspection":
+			switch strings.ToLower(v) {
+			case "", IntrospectionOff:
+				p.Introspection = IntrospectionOff
+			case IntrospectionOpaque, IntrospectionAlways:
+				p.Introspection = strings.ToLower(v)
+			default:
+				e := &ConfigError{Setting: SettingPrefix + key, Msg: fmt.Sprintf("expected off, opaque or always, got %q", v)}
+				at(key).apply(e)
+				err = e
+			}
+		case "introspection_endpoint":
+			p.IntrospectionEndpoint, err = parseURL(v, requireHTTPS, key, at(key))
+		case "introspection_client_id":
+			p.IntrospectionClientID = v
+		case "introspection_secret_file":
+			p.IntrospectionSecretFile, err = parseFilePath(v, key, at(key))
+		case "introspection_cache_ttl":
+			p.IntrospectionCacheTTL = DefaultIntrospectionCacheTTL
+			err = parseDuration(v, &p.IntrospectionCacheTTL, time.Second, 0, int(MaxIntrospectionCacheTTL/time.Second), key, at(key))
 		case "authn_id_claim":
 			if v == "" {
 				v = DefaultAuthnIDClaim
@@ -433,6 +478,19 @@ func parsePolicy(loc *location, get func(string) (string, bool), base Policy,
 // checkKeySources refuses a policy that names two places for the keys: a
 // key file means no network for the issuer, so it cannot go with a URL.
 func checkKeySources(p *Policy) *ConfigError {
+	if p.Introspection != IntrospectionOff && p.Introspection != "" {
+		switch {
+		case p.JWKSFile != "":
+			return &ConfigError{Setting: SettingPrefix + "introspection",
+				Msg: fmt.Sprintf("%q and %q cannot both be set for one issuer: a key file means no request is ever made to the identity provider", SettingPrefix+"introspection", SettingPrefix+"jwks_file")}
+		case p.IntrospectionClientID == "":
+			return &ConfigError{Setting: SettingPrefix + "introspection_client_id",
+				Msg: "introspection needs the id of a confidential client of the identity provider"}
+		case p.IntrospectionSecretFile == "":
+			return &ConfigError{Setting: SettingPrefix + "introspection_secret_file",
+				Msg: "introspection needs the file holding the client secret (a secret is never a setting value)"}
+		}
+	}
 	if p.JWKSFile == "" {
 		return nil
 	}

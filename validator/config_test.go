@@ -91,6 +91,9 @@ func TestParseSettingsDefaults(t *testing.T) {
 		AllowedAlgorithms: strings.Split(DefaultAlgorithms, ","),
 		Leeway:            30 * time.Second,
 		AuthnIDClaim:      "sub",
+		Introspection:     IntrospectionOff,
+
+		IntrospectionCacheTTL: 30 * time.Second,
 	}
 	if !reflect.DeepEqual(p, want) {
 		t.Errorf("default policy:\n got %+v\nwant %+v", p, want)

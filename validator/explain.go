@@ -44,18 +44,22 @@ const (
 	checkSignature  = "signature"
 	checkIdentity   = "identity" // authn_id_claim
 	checkRole       = "role"     // delegated role mapping
+	// checkIntrospection: RFC 7662 (last for introspection = always; for
+	// an opaque token it runs right after parse and judges the answer).
+	checkIntrospection = "introspection"
 )
 
 var checkOrder = []string{
 	checkRequest, checkParse, checkAlg, checkCrit, checkKeyHeaders, checkCty,
 	checkType, checkIss, checkAud, checkExp, checkNbf, checkIat, checkClient,
 	checkScope, checkKeys, checkKID, checkSignature, checkIdentity, checkRole,
+	checkIntrospection,
 }
 
 // CheckNames returns the names of the checks Explain reports, in the order
 // Validate runs them: request, parse, alg, crit, key_headers, cty,
 // token_type, iss, aud, exp, nbf, iat, client, scope, keys, kid,
-// signature, identity, role.
+// signature, identity, role, introspection.
 func CheckNames() []string { return slices.Clone(checkOrder) }
 
 // Check is one rule of Validate applied to one token, as Explain records it.
@@ -382,6 +386,14 @@ func (r *run) describe(c *Check) {
 	case checkIdentity:
 		c.Got = claimOrAbsent(gjson.GetBytes(r.tok.payload, r.pol.AuthnIDClaim))
 		c.Want = fmt.Sprintf("claim %s (%q): a non-empty string or a number", quote(r.pol.AuthnIDClaim), SettingPrefix+"authn_id_claim")
+	case checkIntrospection:
+		c.Want = "the issuer's introspection endpoint reports the token active (the JSON boolean true)"
+		if r.pol != nil {
+			c.Got = "introspection " + quote(r.pol.Introspection)
+			if r.pol.IntrospectionEndpoint != "" {
+				c.Got += " at " + r.pol.IntrospectionEndpoint
+			}
+		}
 	case checkRole:
 		var parts []string
 		if r.pol.RoleClaim != "" {

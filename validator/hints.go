@@ -66,6 +66,13 @@ var hints = map[Reason]string{
 	ReasonRoleNotAllowed: "Map a value of the token's \"oauth_jwt.role_claim\" to the role in " +
 		"\"oauth_jwt.role_map\", or its client in \"oauth_jwt.client_role_map\"; or log in as a role the " +
 		"token grants.",
+	ReasonTokenInactive: "The identity provider no longer vouches for the token (revoked, logged out, user " +
+		"disabled, or expired there): get a new token. If the provider answers \"active\" as a string or not " +
+		"at all, it does not follow RFC 7662.",
+	ReasonIntrospectionFailed: "The introspection endpoint gave no usable answer: check the network from the " +
+		"server host, \"oauth_jwt.introspection_endpoint\" (or the discovery document's), the client id and " +
+		"secret file (a 401 means the provider refused them) and \"oauth_jwt.http_timeout\". Logins fail " +
+		"closed until it answers.",
 	ReasonConfig: "Fix the setting the message names (in postgresql.conf or the issuer_config file) and " +
 		"reload; every login fails until then.",
 	ReasonAudNotConfigured: "Set \"oauth_jwt.audience\" globally, or in this issuer's section of the " +
@@ -85,6 +92,7 @@ var reasonOrder = []Reason{
 	ReasonKeysUnavailable, ReasonDiscoveryIssuerMismatch, ReasonUnknownKID,
 	ReasonKIDNotSigningKey, ReasonKeyAlgMismatch, ReasonKeyTypeMismatch, ReasonWeakKey,
 	ReasonBadSignature, ReasonNoIdentity, ReasonRoleNotAllowed,
+	ReasonTokenInactive, ReasonIntrospectionFailed,
 	ReasonAudNotConfigured, ReasonConfig, ReasonInsecureCache, ReasonInternal,
 }
 

@@ -80,6 +80,17 @@ const (
 	// ReasonRoleNotAllowed: in delegated mode (delegate_ident_mapping=1),
 	// nothing in the token grants the requested role.
 	ReasonRoleNotAllowed Reason = "role_not_allowed"
+	// ReasonTokenInactive: the issuer's introspection endpoint (RFC 7662)
+	// did not report the token active: "active" is false (revoked, expired,
+	// session logged out, user disabled), absent, or not the JSON boolean
+	// true.
+	ReasonTokenInactive Reason = "token_inactive"
+	// ReasonIntrospectionFailed: introspection was required but gave no
+	// answer: the endpoint was unreachable or too slow, answered another
+	// status than 200 (wrong client credentials among them), too much, or
+	// not a JSON object, or the client secret file cannot be used.
+	// Introspection fails closed; stale answers are never used.
+	ReasonIntrospectionFailed Reason = "introspection_failed"
 )
 
 // Reason codes of internal failures: Validate returns a non-nil error with

@@ -17,9 +17,11 @@ import (
 type Option func(*options)
 
 type options struct {
-	src  keycache.Source
-	wrap func(keycache.Source) keycache.Source
-	now  func() time.Time
+	src    keycache.Source
+	wrap   func(keycache.Source) keycache.Source
+	now    func() time.Time
+	intro  Introspector
+	answer *suppliedAnswer
 }
 
 // WithKeySource makes the Verifier take keys from src instead of the
@@ -41,6 +43,8 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 type Verifier struct {
 	cfg    *Config
 	src    keycache.Source
+	intro  Introspector    // nil: introspection is impossible (tests without one)
+	answer *suppliedAnswer // the fetch helper's answer, for the module's second pass
 	now    func() time.Time
 	warned atomic.Bool
 }
@@ -78,16 +82,19 @@ func NewFromConfig(cfg *Config, opts ...Option) (*Verifier, error) {
 		opt(&o)
 	}
 	if o.src == nil {
-		src, err := defaultSource(cfg, o.now)
+		c, err := defaultSource(cfg, o.now)
 		if err != nil {
 			return nil, err
 		}
-		o.src = src
+		o.src = c
+		if o.intro == nil {
+			o.intro = c
+		}
 	}
 	if o.wrap != nil {
 		o.src = o.wrap(o.src)
 	}
-	return &Verifier{cfg: cfg, src: o.src, now: o.now}, nil
+	return &Verifier{cfg: cfg, src: o.src, intro: o.intro, answer: o.answer, now: o.now}, nil
 }
 
 // NewKeySource returns the key cache that New would use for s (the fetch
@@ -170,6 +177,8 @@ type run struct {
 	tok      *token
 	logs     []LogRecord
 	verified bool
+	opaque   bool // an opaque token judged by its introspection answer
+	active   bool // the introspection endpoint reported the token active
 	authnID  string
 	kid      string
 	keys     *keycache.Keys // the key set last served (for Explain)
@@ -191,6 +200,9 @@ func (r *run) validate(ctx context.Context) (Result, error) {
 	r.begin(checkParse)
 	tok, pe := parseToken(r.req.Token)
 	if pe != nil {
+		if r.pol.Introspection == IntrospectionOpaque && pe.reason == ReasonMalformed && isOpaqueShape(r.req.Token) {
+			return r.validateOpaque(ctx)
+		}
 		return r.reject(pe.reason, pe.detail)
 	}
 	r.tok = tok
@@ -207,13 +219,32 @@ func (r *run) validate(ctx context.Context) (Result, error) {
 	if reason, detail := r.checkIdentity(); reason != "" {
 		return r.reject(reason, detail)
 	}
-	grant := ""
+	grant, res, done, err := r.roleStep()
+	if done {
+		return res, err
+	}
+	if r.pol.Introspection == IntrospectionAlways {
+		// Offline checks first, so that a bad token costs no request.
+		if res, done, err := r.checkActiveJWT(ctx); done {
+			return res, err
+		}
+		r.active = true
+	} else {
+		r.skip(checkIntrospection, `"`+SettingPrefix+`introspection" is not "always" for this issuer: a JWT is judged offline.`)
+	}
+	return r.accept(grant), nil
+}
+
+// roleStep runs the delegated role check; done is true when res/err is the
+// final verdict.
+func (r *run) roleStep() (grant string, res Result, done bool, err error) {
 	if r.req.Delegate {
 		r.begin(checkRole)
 		var reason Reason
 		var detail string
 		if grant, reason, detail = r.checkRole(); reason != "" {
-			return r.reject(reason, detail)
+			res, err = r.reject(reason, detail)
+			return "", res, true, err
 		}
 		if r.tr != nil {
 			r.note("Granted: " + grant + ".")
@@ -221,7 +252,7 @@ func (r *run) validate(ctx context.Context) (Result, error) {
 	} else {
 		r.skip(checkRole, "Without delegate_ident_mapping=1 the server maps the identity through the pg_ident.conf map of the pg_hba.conf line.")
 	}
-	return r.accept(grant), nil
+	return grant, Result{}, false, nil
 }
 
 // reject returns a rejection with its log record.
@@ -254,13 +285,20 @@ func (r *run) accept(grant string) Result {
 	if r.req.Delegate {
 		fmt.Fprintf(&b, " may log in as role %s: %s", quote(r.req.Role), grant)
 	}
-	b.WriteString(". Signature ")
-	b.WriteString(r.tok.hdr.alg)
-	if r.kid != "" {
-		b.WriteString(" with key ")
-		b.WriteString(quote(r.kid))
+	if r.opaque {
+		b.WriteString(". Opaque token, reported active by the issuer's introspection endpoint. ")
+	} else {
+		b.WriteString(". Signature ")
+		b.WriteString(r.tok.hdr.alg)
+		if r.kid != "" {
+			b.WriteString(" with key ")
+			b.WriteString(quote(r.kid))
+		}
+		if r.active {
+			b.WriteString(", reported active by the issuer's introspection endpoint")
+		}
+		b.WriteString(". ")
 	}
-	b.WriteString(". ")
 	b.WriteString(claimSummary(&r.tok.claims, true))
 	r.logs = append(r.logs, LogRecord{Level: lvl, Message: msgAccepted, Detail: b.String()})
 	r.closeCheck()
@@ -310,13 +348,15 @@ func (r *run) checkClaims() (Reason, string) {
 
 	// iss
 	r.begin(checkIss)
-	if !c.iss.Exists() {
+	switch {
+	case !c.iss.Exists() && r.opaque:
+		// RFC 7662: iss is optional in an answer; the endpoint is the issuer's.
+		r.note("The introspection answer has no iss: the issuer's own endpoint answered.")
+	case !c.iss.Exists():
 		return ReasonIssMismatch, fmt.Sprintf("The token has no iss claim; the issuer must be %s.", quote(r.req.Issuer))
-	}
-	if c.iss.Type != gjson.String {
+	case c.iss.Type != gjson.String:
 		return ReasonInvalidClaim, "The iss claim is not a string."
-	}
-	if c.iss.Str != r.req.Issuer {
+	case c.iss.Str != r.req.Issuer:
 		msg := fmt.Sprintf("The token's issuer %s differs from the pg_hba.conf issuer %s.", quote(c.iss.Str), quote(r.req.Issuer))
 		if strings.TrimRight(c.iss.Str, "/") == strings.TrimRight(r.req.Issuer, "/") {
 			msg += " They differ only by a trailing slash: the pg_hba.conf issuer must equal the token's iss byte for byte."
