@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/oauth-jwt/oauth_jwt/validator/keycache"
@@ -102,6 +103,12 @@ func readSecretFile(path string) (string, error) {
 	b, err := readTrustedFile(path, MaxSecretFileBytes)
 	if err != nil {
 		return "", fmt.Errorf("%w: the secret file %s (%q): %v", keycache.ErrIntrospection, quote(path), SettingPrefix+"introspection_secret_file", err)
+	}
+	// A secret others may read is no secret (as PostgreSQL's own
+	// ssl_key_file: the owner and at most its group).
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err == nil && st.Mode&0o004 != 0 {
+		return "", fmt.Errorf("%w: the secret file %s (%q) is readable by others (mode %04o); make it readable only by its owner (and group)", keycache.ErrIntrospection, quote(path), SettingPrefix+"introspection_secret_file", st.Mode&0o777)
 	}
 	b = bytes.TrimRight(b, " \t\r\n")
 	if len(b) == 0 || bytes.ContainsAny(b, "\r\n\x00") {

@@ -6,7 +6,8 @@
 // ("<length>:<bytes>,"), after a one-line header. Values are carried byte
 // for byte (a setting may be any string the server accepted), nothing is
 // escaped, and the format needs no JSON encoder in the backend. The bearer
-// token is never part of a request.
+// token is part of an introspection request only (query.token), which
+// travels on the helper's standard input and nowhere else.
 package fetchwire
 
 import (
@@ -31,6 +32,18 @@ const (
 	QueryJWKSURI      = "query.jwks_uri"
 	QueryMissingKID   = "query.missing_kid"
 	QueryTimeoutMS    = "query.timeout_ms"
+	// QueryKind says what the helper is asked to do: KindKeys (also when
+	// absent) or KindIntrospect.
+	QueryKind = "query.kind"
+	// QueryToken is the token to introspect (KindIntrospect only). It MUST
+	// NOT be written anywhere but the helper's standard input.
+	QueryToken = "query.token"
+)
+
+// Values of QueryKind.
+const (
+	KindKeys       = "keys"
+	KindIntrospect = "introspect"
 )
 
 // Result is what the helper reports.
@@ -40,6 +53,9 @@ type Result struct {
 	// reconstruct it.
 	Error string
 	Kind  string
+	// Answer is the introspection endpoint's answer (KindIntrospect, on
+	// success): a JSON object, unjudged.
+	Answer string
 }
 
 // Encode appends the pairs to header as netstrings.
@@ -126,7 +142,11 @@ func DecodeRequest(data []byte) (settings, query map[string]string, err error) {
 
 // EncodeResult encodes r.
 func EncodeResult(r Result) []byte {
-	return encode(resultHeader, [][2]string{{"error", r.Error}, {"kind", r.Kind}})
+	pairs := [][2]string{{"error", r.Error}, {"kind", r.Kind}}
+	if r.Answer != "" {
+		pairs = append(pairs, [2]string{"answer", r.Answer})
+	}
+	return encode(resultHeader, pairs)
 }
 
 // DecodeResult decodes what EncodeResult wrote.
@@ -147,6 +167,8 @@ func DecodeResult(data []byte) (Result, error) {
 			r.Error = p[1]
 		case "kind":
 			r.Kind = p[1]
+		case "answer":
+			r.Answer = p[1]
 		}
 	}
 	if !seen["error"] {

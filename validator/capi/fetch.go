@@ -73,6 +73,64 @@ func runFetchHelper(ctx context.Context, settings validator.Settings, q keycache
 		fetchwire.QueryMissingKID:   q.MissingKID,
 		fetchwire.QueryTimeoutMS:    strconv.FormatInt(left.Milliseconds(), 10),
 	}
+	res, err := runHelper(ctx, path, settings, query)
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: fetching the keys of issuer %q: %w", keycache.ErrUnavailable, q.Issuer, ctx.Err())
+	}
+	if err != nil {
+		return err
+	}
+	if res.Error == "" {
+		return nil
+	}
+	return keycache.FromWireKind(res.Error, res.Kind)
+}
+
+// introspected is what the helper's introspection request gave.
+type introspected struct {
+	answer []byte
+	err    error
+}
+
+// runIntrospectHelper asks the issuer's introspection endpoint about the
+// token through the helper: the token travels on the helper's standard
+// input only. Every failure matches keycache.ErrIntrospection, and the
+// validator refuses the login with introspection_failed.
+func runIntrospectHelper(ctx context.Context, settings validator.Settings, req validator.Request) ([]byte, error) {
+	path, err := helperPath(settings)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", keycache.ErrIntrospection, err)
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(time.Minute)
+	}
+	left := time.Until(deadline)
+	if left <= 0 {
+		return nil, fmt.Errorf("%w: %w", keycache.ErrIntrospection, context.DeadlineExceeded)
+	}
+	query := map[string]string{
+		fetchwire.QueryKind:      fetchwire.KindIntrospect,
+		fetchwire.QueryIssuer:    req.Issuer,
+		fetchwire.QueryToken:     req.Token,
+		fetchwire.QueryTimeoutMS: strconv.FormatInt(left.Milliseconds(), 10),
+	}
+	res, err := runHelper(ctx, path, settings, query)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("%w: the introspection request of issuer %q: %w", keycache.ErrIntrospection, req.Issuer, ctx.Err())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", keycache.ErrIntrospection, err)
+	}
+	if res.Error != "" {
+		return nil, fmt.Errorf("%w: %s", keycache.ErrIntrospection, strings.TrimPrefix(res.Error, keycache.ErrIntrospection.Error()+": "))
+	}
+	return []byte(res.Answer), nil
+}
+
+// runHelper runs the helper at path with one request and decodes its
+// result. It is killed when ctx ends and when this backend exits.
+func runHelper(ctx context.Context, path string, settings validator.Settings, query map[string]string) (fetchwire.Result, error) {
 	var stdout, stderr capped
 	cmd := exec.CommandContext(ctx, path)
 	cmd.Env = []string{} // configuration is explicit: nothing from the environment
@@ -84,22 +142,19 @@ func runFetchHelper(ctx context.Context, settings validator.Settings, q keycache
 	// goroutine on its thread until the helper has been waited for.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	runtime.LockOSThread()
-	err = cmd.Run()
+	err := cmd.Run()
 	runtime.UnlockOSThread()
 	if ctx.Err() != nil {
-		return fmt.Errorf("%w: fetching the keys of issuer %q: %w", keycache.ErrUnavailable, q.Issuer, ctx.Err())
+		return fetchwire.Result{}, ctx.Err()
 	}
 	if err != nil {
-		return fmt.Errorf("the key fetch helper %s failed (%v)%s", path, err, stderr.firstLine())
+		return fetchwire.Result{}, fmt.Errorf("the fetch helper %s failed (%v)%s", path, err, stderr.firstLine())
 	}
 	res, err := fetchwire.DecodeResult(stdout.Bytes())
 	if err != nil {
-		return fmt.Errorf("the key fetch helper %s answered badly: %w", path, err)
+		return fetchwire.Result{}, fmt.Errorf("the fetch helper %s answered badly: %w", path, err)
 	}
-	if res.Error == "" {
-		return nil
-	}
-	return keycache.FromWireKind(res.Error, res.Kind)
+	return res, nil
 }
 
 // capped is a buffer that keeps at most fetchwire.MaxMessage bytes.
