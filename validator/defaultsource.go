@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/oauth-jwt/oauth_jwt/internal/trustedfile"
 	"github.com/oauth-jwt/oauth_jwt/validator/keycache"
 )
 
@@ -22,7 +23,11 @@ func defaultSource(cfg *Config, now func() time.Time) (*keycache.Cache, error) {
 		if cfg.CAFile == "" {
 			setting = "http_proxy"
 		}
-		return nil, &ConfigError{Setting: SettingPrefix + setting, Msg: "cannot build the HTTP client", Err: err}
+		msg := "cannot build the HTTP client: " + err.Error()
+		if errors.Is(err, trustedfile.ErrUntrusted) || errors.Is(err, trustedfile.ErrTooLarge) {
+			msg = err.Error() // names the file and the fix
+		}
+		return nil, &ConfigError{Setting: SettingPrefix + setting, Msg: msg, Err: err}
 	}
 	c, err := keycache.New(keycache.Config{
 		Dir:                cfg.CacheDir,

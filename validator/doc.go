@@ -189,12 +189,15 @@
 //	                        when that is 1 s) and a warning is logged.
 //	ca_file                 path of PEM certificates trusted for the
 //	                        provider instead of the system roots, default
-//	                        empty (system roots).
+//	                        empty (system roots); at most 2 MiB, checked
+//	                        by the trusted-file rule at every use.
 //	http_proxy              proxy URL, default empty = no proxy. The
 //	                        environment (HTTPS_PROXY...) is never consulted.
 //	require_https           bool, default on. Off allows plain http for
 //	                        loopback hosts only (tests).
-//	issuer_config           path of the per-issuer file, default empty.
+//	issuer_config           path of the per-issuer file, default empty;
+//	                        at most 1 MiB, checked by the trusted-file
+//	                        rule at every use.
 //
 // Server facts passed by the shim: server.data_directory,
 // server.authentication_timeout (seconds, default 60) and
@@ -226,8 +229,11 @@
 // an audience. With issuer_config set, the global audience may be empty;
 // an issuer without a section then fails with aud_not_configured (an
 // internal error). Errors — unknown or server-wide names, repeated names
-// or sections, bad values, a file writable by group or others, a file
-// over 1 MiB — are configuration errors naming the file and line. When
+// or sections, bad values, a file over 1 MiB, a file that fails the
+// trusted-file rule of package internal/trustedfile (owner the server's
+// OS user or root; not writable by group or others; not a symbolic link,
+// FIFO or device; every directory above it safe from others) — are
+// configuration errors naming the file (and line) and the fix. When
 // several issuers are configured, set jwks_uri and discovery_url in their
 // sections, never globally.
 //
@@ -271,8 +277,12 @@
 // Internal errors (non-nil error; the server logs an internal error):
 //
 //	aud_not_configured  no audience for the issuer
-//	config_error        a bad setting, or the key source refused a
-//	                    configured URL as insecure (keycache.ErrInsecureURL)
+//	config_error        a bad setting (also issuer_config or ca_file
+//	                    failing the trusted-file rule), the key source
+//	                    refused a configured URL as insecure
+//	                    (keycache.ErrInsecureURL), or the fetch helper
+//	                    failed the trusted-file rule
+//	                    (trustedfile.ErrUntrusted)
 //	insecure_cache      the key cache directory is not safe to use
 //	                    (keycache.ErrInsecureCache)
 //	internal_error      anything unexpected, including a recovered panic
@@ -283,7 +293,12 @@
 // be checked now; keycache.ErrDiscoveryMismatch rejects with
 // discovery_issuer_mismatch; ErrInsecureCache and ErrInsecureURL are
 // internal errors. Keys served stale add a WARNING record naming the
-// issuer and the cause.
+// issuer and the cause; keys fetched for this login that the key cache
+// could not store (keycache.Keys.Unstored) add a WARNING "key cache
+// directory is not writable"; keycache.ErrFutureFetch (cached keys dated
+// after the current time, never served stale) adds a WARNING "cached
+// signing keys are dated in the future" before the keys_unavailable
+// rejection.
 //
 // # Logs
 //

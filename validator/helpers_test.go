@@ -152,6 +152,7 @@ type memSource struct {
 	err      error
 	stale    bool
 	cause    string
+	unstored string // Keys.Unstored
 	queries  []keycache.Query
 	conv     map[jwk.Set]*keycache.KeySet // each set as the cache would serve it
 }
@@ -175,7 +176,7 @@ func (m *memSource) Keys(_ context.Context, q keycache.Query) (keycache.Keys, er
 		ks = toKeySet(set)
 		m.conv[set] = ks
 	}
-	return keycache.Keys{Set: ks, FetchedAt: testNow.Add(-2 * time.Hour), Stale: m.stale, StaleCause: m.cause}, nil
+	return keycache.Keys{Set: ks, FetchedAt: testNow.Add(-2 * time.Hour), Stale: m.stale, StaleCause: m.cause, Unstored: m.unstored}, nil
 }
 
 // toKeySet turns a set built with jwx into what the key cache serves: its

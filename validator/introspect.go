@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oauth-jwt/oauth_jwt/internal/trustedfile"
 	"github.com/oauth-jwt/oauth_jwt/validator/keycache"
 	"github.com/tidwall/gjson"
 )
@@ -97,10 +98,19 @@ func introspectWith(ctx context.Context, in Introspector, p *Policy, issuer, tok
 	})
 }
 
+// secretFileRule is the trusted-file rule of introspection_secret_file:
+// whoever can change the secret can point the module's trust at another
+// client's answers.
+var secretFileRule = trustedfile.Rule{What: "introspection secret file", Setting: SettingPrefix + "introspection_secret_file", MaxBytes: MaxSecretFileBytes}
+
 // readSecretFile reads the client secret: one line, trailing white space
 // removed. Its contents never reach an error text.
 func readSecretFile(path string) (string, error) {
-	b, err := readTrustedFile(path, MaxSecretFileBytes)
+	b, err := secretFileRule.Read(path)
+	var te *trustedfile.Error
+	if errors.As(err, &te) {
+		return "", fmt.Errorf("%w: %v", keycache.ErrIntrospection, err) // names the file and the fix
+	}
 	if err != nil {
 		return "", fmt.Errorf("%w: the secret file %s (%q): %v", keycache.ErrIntrospection, quote(path), SettingPrefix+"introspection_secret_file", err)
 	}

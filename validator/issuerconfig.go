@@ -3,11 +3,12 @@ package validator
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"strings"
+
+	"github.com/oauth-jwt/oauth_jwt/internal/trustedfile"
 )
 
 // maxIssuerConfigBytes bounds the issuer_config file.
@@ -17,37 +18,28 @@ const maxIssuerConfigBytes = 1 << 20
 // documentation for its format) and returns the effective policy of every
 // issuer it names.
 func loadIssuerConfig(path string, base Policy, requireHTTPS bool) (map[string]Policy, error) {
-	fail := func(line int, format string, args ...any) error {
-		return &ConfigError{File: path, Line: line, Msg: fmt.Sprintf(format, args...)}
-	}
-	f, err := os.Open(path)
+	// The file decides which keys are trusted for an issuer (jwks_uri,
+	// discovery_url) and who may log in: it gets the trusted-file rule
+	// (owner, mode, no symbolic link, safe directories, regular file, size)
+	// and is opened without blocking, since this runs with signals blocked.
+	data, err := issuerConfigRule.Read(path)
 	if err != nil {
-		return nil, &ConfigError{Setting: SettingPrefix + "issuer_config",
-			Msg: "cannot open the issuer configuration file", Err: err}
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, &ConfigError{Setting: SettingPrefix + "issuer_config",
-			Msg: "cannot stat the issuer configuration file", Err: err}
-	}
-	// The file decides who may log in: someone else must not be able to
-	// change it.
-	if !st.Mode().IsRegular() {
-		return nil, fail(0, "not a regular file")
-	}
-	if st.Mode().Perm()&0o022 != 0 {
-		return nil, fail(0, "the file is writable by group or others (mode %04o); it must be writable only by its owner", st.Mode().Perm())
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxIssuerConfigBytes+1))
-	if err != nil {
-		return nil, &ConfigError{Setting: SettingPrefix + "issuer_config",
-			Msg: "cannot read the issuer configuration file", Err: err}
-	}
-	if len(data) > maxIssuerConfigBytes {
-		return nil, fail(0, "the file is larger than %d bytes", maxIssuerConfigBytes)
+		msg := "cannot read the issuer configuration file"
+		if errors.Is(err, trustedfile.ErrUntrusted) || errors.Is(err, trustedfile.ErrTooLarge) {
+			msg = err.Error()
+		} else {
+			msg += ": " + err.Error()
+		}
+		return nil, &ConfigError{Setting: SettingPrefix + "issuer_config", Msg: msg, Err: err}
 	}
 	return parseIssuerConfig(path, data, base, requireHTTPS)
+}
+
+// issuerConfigRule is the trusted-file rule of the issuer_config file.
+var issuerConfigRule = trustedfile.Rule{
+	What:     "issuer configuration file",
+	Setting:  SettingPrefix + "issuer_config",
+	MaxBytes: maxIssuerConfigBytes,
 }
 
 type section struct {

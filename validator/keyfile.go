@@ -2,11 +2,13 @@ package validator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/oauth-jwt/oauth_jwt/internal/trustedfile"
 	"github.com/oauth-jwt/oauth_jwt/validator/keycache"
 )
 
@@ -21,6 +23,18 @@ const MaxKeyFileBytes = keycache.DefaultMaxBodyBytes
 type keyFileSource struct {
 	path string
 }
+
+// keyFileError is a jwks_file that cannot be used; its text names the file
+// and what is wrong. It matches keycache.ErrUnavailable: the login is
+// refused with keys_unavailable.
+type keyFileError struct{ msg string }
+
+func (e *keyFileError) Error() string { return e.msg }
+func (e *keyFileError) Unwrap() error { return keycache.ErrUnavailable }
+
+// keyFileRule is the trusted-file rule of a jwks_file: whoever can change
+// it can make the server accept tokens they forged.
+var keyFileRule = trustedfile.Rule{What: "key file", Setting: SettingPrefix + "jwks_file", MaxBytes: MaxKeyFileBytes}
 
 // fileStamp identifies one version of a file: any change of contents,
 // replacement (rename), owner or mode changes it.
@@ -56,12 +70,11 @@ func stampOf(st *syscall.Stat_t) fileStamp {
 // Keys returns the key set in the file, re-read when the file changed.
 func (s keyFileSource) Keys(_ context.Context, q keycache.Query) (keycache.Keys, error) {
 	fail := func(format string, args ...any) (keycache.Keys, error) {
-		return keycache.Keys{}, fmt.Errorf("%w: key file %q (%q): %s", keycache.ErrUnavailable,
-			s.path, SettingPrefix+"jwks_file", fmt.Sprintf(format, args...))
+		return keycache.Keys{}, &keyFileError{msg: fmt.Sprintf("key file %s %s", s.path, fmt.Sprintf(format, args...))}
 	}
 	var st syscall.Stat_t
 	if err := syscall.Lstat(s.path, &st); err != nil {
-		return fail("%v", err)
+		return fail("cannot be examined: %v", err)
 	}
 	stamp := stampOf(&st)
 	keyFiles.Lock()
@@ -70,13 +83,18 @@ func (s keyFileSource) Keys(_ context.Context, q keycache.Query) (keycache.Keys,
 	if ok && e.stamp == stamp {
 		return keycache.Keys{Set: e.set, FetchedAt: e.at}, nil
 	}
-	body, err := readTrustedFile(s.path, MaxKeyFileBytes)
+	body, err := keyFileRule.Read(s.path)
+	var te *trustedfile.Error
+	if errors.As(err, &te) {
+		// It names the file, what is wrong and the fix.
+		return keycache.Keys{}, &keyFileError{msg: err.Error()}
+	}
 	if err != nil {
-		return fail("%v", err)
+		return fail("cannot be read: %v", err)
 	}
 	set, err := keycache.ParseKeySet(body)
 	if err != nil {
-		return fail("the file %v", err)
+		return fail("%v", err)
 	}
 	at := time.Unix(0, st.Mtim.Nano())
 	keyFiles.Lock()

@@ -115,7 +115,7 @@ func TestKeyFileRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 			return p
-		}, detail: "larger than"},
+		}, detail: "more than the limit"},
 		{name: "directory writable by others", make: func(t *testing.T) string {
 			d := filepath.Join(dir, "open")
 			if err := os.Mkdir(d, 0o777); err != nil {
@@ -127,7 +127,7 @@ func TestKeyFileRefusals(t *testing.T) {
 			p := filepath.Join(d, "keys.json")
 			writeKeyFile(t, p, f.set, 0o600)
 			return p
-		}, detail: "writable by others"},
+		}, detail: "writable by group or others"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,6 +14,8 @@ const (
 	msgRejected   = "bearer token rejected"
 	msgAccepted   = "bearer token accepted"
 	msgStaleKeys  = "using stale signing keys"
+	msgUnstored   = "key cache directory is not writable"
+	msgFutureKeys = "cached signing keys are dated in the future"
 	maxQuotedText = 128 // bytes of a claim value quoted in a log record
 	maxAudListed  = 5   // aud values listed in a log record
 	redacted      = "[redacted]"

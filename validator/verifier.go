@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oauth-jwt/oauth_jwt/internal/trustedfile"
 	"github.com/oauth-jwt/oauth_jwt/validator/keycache"
 	"github.com/tidwall/gjson"
 )
@@ -503,16 +504,34 @@ func (r *run) wrapKeyError(err error) (Result, error) {
 	if errors.Is(err, keycache.ErrNeedsNetwork) {
 		return Result{}, err // no verdict: the caller retries off its thread
 	}
+	var kfe *keyFileError
+	if errors.As(err, &kfe) {
+		res, _ := r.reject(ReasonKeysUnavailable, fmt.Sprintf("The key file (%q) of issuer %s cannot be used: %s.", SettingPrefix+"jwks_file", quote(r.req.Issuer), strings.TrimSuffix(oneLine(kfe), ".")))
+		return res, nil
+	}
 	switch KeySourceReason(err) {
 	case ReasonInsecureCache:
 		return r.internal(ReasonInsecureCache, fmt.Errorf("cannot use the key cache: %w", err))
 	case ReasonConfig:
+		if !errors.Is(err, keycache.ErrInsecureURL) {
+			// The fetch helper failed the trusted-file rule: the
+			// error names the file and the fix.
+			return r.internal(ReasonConfig, fmt.Errorf("cannot fetch the signing keys of issuer %s: %w", quote(r.req.Issuer), err))
+		}
 		return r.internal(ReasonConfig, &ConfigError{Setting: SettingPrefix + "require_https",
 			Msg: fmt.Sprintf("the key source of issuer %s refused an insecure URL", quote(r.req.Issuer)), Err: err})
 	case ReasonDiscoveryIssuerMismatch:
 		res, _ := r.reject(ReasonDiscoveryIssuerMismatch, fmt.Sprintf("The discovery document of issuer %s names another issuer (%s); the pg_hba.conf issuer must equal it byte for byte.", quote(r.req.Issuer), oneLine(err)))
 		return res, nil
 	case ReasonKeysUnavailable:
+		if errors.Is(err, keycache.ErrFutureFetch) {
+			r.logs = append(r.logs, LogRecord{
+				Level:   LevelWarning,
+				Message: msgFutureKeys,
+				Detail: fmt.Sprintf("The key cache holds keys of issuer %s fetched after the current time: the clock was stepped back, or the cache was copied from another host. Their age is unknown, so %q cannot be enforced: they are not used until a refetch succeeds.",
+					quote(r.req.Issuer), SettingPrefix+"cache_max_stale"),
+			})
+		}
 		res, _ := r.reject(ReasonKeysUnavailable, fmt.Sprintf("The signing keys of issuer %s could not be obtained: %s.", quote(r.req.Issuer), oneLine(err)))
 		return res, nil
 	}
@@ -527,7 +546,7 @@ func KeySourceReason(err error) Reason {
 	switch {
 	case errors.Is(err, keycache.ErrInsecureCache):
 		return ReasonInsecureCache
-	case errors.Is(err, keycache.ErrInsecureURL):
+	case errors.Is(err, keycache.ErrInsecureURL), errors.Is(err, trustedfile.ErrUntrusted):
 		return ReasonConfig
 	case errors.Is(err, keycache.ErrDiscoveryMismatch):
 		return ReasonDiscoveryIssuerMismatch
@@ -568,6 +587,7 @@ func (r *run) checkSignature(ctx context.Context) (res Result, done bool, err er
 		return res, true, err
 	}
 	r.noteStale(keys)
+	r.noteUnstored(keys)
 	r.keepKeys(keys)
 	h := &r.tok.hdr
 	cands, missing, prob := selectKeys(keys.Set, h)
@@ -584,6 +604,7 @@ func (r *run) checkSignature(ctx context.Context) (res Result, done bool, err er
 			return res, true, err
 		}
 		r.noteStale(keys)
+		r.noteUnstored(keys)
 		r.keepKeys(keys)
 		cands, _, prob = selectKeys(keys.Set, h)
 	}
@@ -641,6 +662,25 @@ func (r *run) noteStale(k keycache.Keys) {
 		Message: msgStaleKeys,
 		Detail: fmt.Sprintf("The signing keys of issuer %s could not be refreshed (%s); last-known-good keys are used until they are older than %q.%s",
 			quote(r.req.Issuer), oneLine(errors.New(cause)), SettingPrefix+"cache_max_stale", age),
+	})
+}
+
+// noteUnstored logs a warning when the keys were fetched for this login
+// but could not be stored in the key cache.
+func (r *run) noteUnstored(k keycache.Keys) {
+	if k.Unstored == "" {
+		return
+	}
+	for _, l := range r.logs {
+		if l.Message == msgUnstored {
+			return
+		}
+	}
+	r.logs = append(r.logs, LogRecord{
+		Level:   LevelWarning,
+		Message: msgUnstored,
+		Detail: fmt.Sprintf("The signing keys of issuer %s were fetched for this login but could not be stored (%s); they are used for this login only. Until the server's OS user can write the directory again (chown, chmod 700), every login that needs keys fetches them itself: single flight and the failure backoff are degraded.",
+			quote(r.req.Issuer), oneLine(errors.New(k.Unstored))),
 	})
 }
 

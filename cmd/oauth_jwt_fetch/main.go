@@ -15,7 +15,9 @@
 // oauth_jwt settings and the key query; for introspection, the token, which
 // reaches this process by no other way) to standard input
 // and closes it; the helper writes one result to standard output and exits
-// 0. Exit status 2 means it was started wrongly (by hand, for example).
+// 0. The result is an error, or success; when the keys could not be written
+// to the cache (its directory is no longer writable), it carries the JWKS
+// as fetched, which the backend uses for that one login. Exit status 2 means it was started wrongly (by hand, for example).
 // The backend kills it when its own deadline passes, and the kernel kills
 // it when the backend exits (parent-death signal).
 package main
@@ -93,7 +95,7 @@ func fetch(settings, query map[string]string) (res fetchwire.Result) {
 	if err != nil {
 		return fetchwire.Result{Error: err.Error(), Kind: keycache.WireKind(err)}
 	}
-	_, err = src.Keys(ctx, keycache.Query{
+	keys, err := src.Keys(ctx, keycache.Query{
 		Issuer:       query[fetchwire.QueryIssuer],
 		DiscoveryURL: query[fetchwire.QueryDiscoveryURL],
 		JWKSURI:      query[fetchwire.QueryJWKSURI],
@@ -101,6 +103,11 @@ func fetch(settings, query map[string]string) (res fetchwire.Result) {
 	})
 	if err != nil {
 		return fetchwire.Result{Error: err.Error(), Kind: keycache.WireKind(err)}
+	}
+	if keys.Unstored != "" {
+		// The cache directory is not writable: hand the keys to the
+		// backend for the login that asked, rather than fail it.
+		return fetchwire.Result{Unstored: keys.Unstored, JWKS: string(keys.JWKS)}
 	}
 	return fetchwire.Result{}
 }

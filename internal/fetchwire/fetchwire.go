@@ -21,8 +21,9 @@ const (
 	requestHeader = "oauth_jwt fetch request 1\n"
 	resultHeader  = "oauth_jwt fetch result 1\n"
 
-	// MaxMessage bounds a message either side reads.
-	MaxMessage = 1 << 20
+	// MaxMessage bounds a message either side reads: a result may carry a
+	// JWKS of up to 1 MiB (the key cache's bound) and its framing.
+	MaxMessage = 2 << 20
 )
 
 // Names of the query members in a request; every other pair is a setting.
@@ -56,6 +57,13 @@ type Result struct {
 	// Answer is the introspection endpoint's answer (KindIntrospect, on
 	// success): a JSON object, unjudged.
 	Answer string
+	// Unstored, on success, says why the keys could not be written to the
+	// key cache (its directory is no longer writable); JWKS is then the
+	// key set as fetched. The backend parses it and uses it for the login
+	// that asked, never stores it. Both are absent from the message when
+	// Unstored is "".
+	Unstored string
+	JWKS     string
 }
 
 // Encode appends the pairs to header as netstrings.
@@ -146,6 +154,9 @@ func EncodeResult(r Result) []byte {
 	if r.Answer != "" {
 		pairs = append(pairs, [2]string{"answer", r.Answer})
 	}
+	if r.Unstored != "" {
+		pairs = append(pairs, [2]string{"unstored", r.Unstored}, [2]string{"jwks", r.JWKS})
+	}
 	return encode(resultHeader, pairs)
 }
 
@@ -169,10 +180,17 @@ func DecodeResult(data []byte) (Result, error) {
 			r.Kind = p[1]
 		case "answer":
 			r.Answer = p[1]
+		case "unstored":
+			r.Unstored = p[1]
+		case "jwks":
+			r.JWKS = p[1]
 		}
 	}
 	if !seen["error"] {
 		return Result{}, errors.New("fetch result: no error member")
+	}
+	if (r.Unstored == "") != (r.JWKS == "") {
+		return Result{}, errors.New("fetch result: unstored and jwks go together")
 	}
 	return r, nil
 }

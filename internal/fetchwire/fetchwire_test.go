@@ -39,6 +39,8 @@ func TestResultRoundTrip(t *testing.T) {
 		{},
 		{Error: "x"},
 		{Error: "GET https://idp/x: status 503, retry later", Kind: "unavailable"},
+		{Unstored: "open /c/.x.tmp1: permission denied", JWKS: `{"keys":[{"kty":"EC","kid":"k1"}]}`},
+		{Unstored: "u", JWKS: strings.Repeat("k", 1<<20)}, // a JWKS as large as the cache takes
 	} {
 		got, err := DecodeResult(EncodeResult(r))
 		if err != nil || got != r {
@@ -51,22 +53,24 @@ func TestDecodeRefusesMalformed(t *testing.T) {
 	good := string(EncodeResult(Result{Error: "x", Kind: "unavailable"}))
 	body := strings.TrimPrefix(good, resultHeader)
 	for name, msg := range map[string]string{
-		"empty":               "",
-		"other version":       "oauth_jwt fetch result 2\n" + body,
-		"request as result":   string(EncodeRequest(nil, map[string]string{QueryIssuer: "i"})),
-		"truncated":           good[:len(good)-1],
-		"length too long":     resultHeader + "99:error,",
-		"negative length":     resultHeader + "-1:,",
-		"plus sign":           resultHeader + "+5:error,0:,",
-		"no terminator":       resultHeader + "5:errorX0:,",
-		"odd count":           resultHeader + "5:error,",
-		"no error member":     resultHeader + "7:fetched,1:1,",
-		"duplicate member":    resultHeader + "5:error,0:,5:error,1:x,",
-		"huge length":         resultHeader + "99999999:x,",
-		"non-digit length":    resultHeader + "1a:x,",
-		"missing length":      resultHeader + ":x,",
-		"trailing garbage":    good + "x",
-		"header without body": strings.TrimSuffix(resultHeader, "\n"),
+		"empty":                 "",
+		"other version":         "oauth_jwt fetch result 2\n" + body,
+		"request as result":     string(EncodeRequest(nil, map[string]string{QueryIssuer: "i"})),
+		"truncated":             good[:len(good)-1],
+		"length too long":       resultHeader + "99:error,",
+		"negative length":       resultHeader + "-1:,",
+		"plus sign":             resultHeader + "+5:error,0:,",
+		"no terminator":         resultHeader + "5:errorX0:,",
+		"odd count":             resultHeader + "5:error,",
+		"no error member":       resultHeader + "7:fetched,1:1,",
+		"duplicate member":      resultHeader + "5:error,0:,5:error,1:x,",
+		"huge length":           resultHeader + "99999999:x,",
+		"non-digit length":      resultHeader + "1a:x,",
+		"missing length":        resultHeader + ":x,",
+		"trailing garbage":      good + "x",
+		"header without body":   strings.TrimSuffix(resultHeader, "\n"),
+		"unstored without jwks": resultHeader + "5:error,0:,8:unstored,1:u,",
+		"jwks without unstored": resultHeader + "5:error,0:,4:jwks,2:{},",
 	} {
 		if r, err := DecodeResult([]byte(msg)); err == nil {
 			t.Errorf("%s: accepted as %+v", name, r)

@@ -2,10 +2,12 @@ package faults
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,6 +61,20 @@ func (e *cacheEnv) check(t *testing.T, fault, state string, validOK bool, why st
 		forgedWhy = why
 	}
 	e.c.expect(t, row, "alice", forged(t, e.idp), false, forgedWhy)
+}
+
+// dirNames lists the names in dir, sorted.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
 }
 
 func chmod(t *testing.T, path string, mode os.FileMode) {
@@ -166,22 +182,81 @@ func TestKeyCacheDirectory(t *testing.T) {
 	t.Run("unwritable", func(t *testing.T) {
 		chmod(t, e.dir, 0o500)
 		defer chmod(t, e.dir, 0o700)
+		const warning = "WARNING:  oauth_jwt: key cache directory is not writable"
+		before := dirNames(t, e.dir)
 		// Fresh entries are read without writing anything.
 		e.check(t, "cache directory unwritable (0500)", "warm, fresh", true, "")
-		// A cold issuer cannot be cached.
+		// A cold issuer: the helper fetches, cannot store, and hands the
+		// keys to the backend for this login, with a WARNING.
 		other := loadkit.StartIdP(t, testidp.Options{})
 		e.c.SetHBA(loadkit.HBA("all", other.Issuer()))
 		row := Outcome{Fault: "cache directory unwritable (0500)", Cache: "cold (another issuer)", Token: "valid"}
-		e.c.expect(t, row, "alice", token(t, other, "alice", nil), false, "permission denied")
+		a := e.c.expect(t, row, "alice", token(t, other, "alice", nil), true, "")
+		if !strings.Contains(a.log, warning) || !strings.Contains(a.log, "single flight and the failure backoff are degraded") {
+			t.Errorf("cold issuer, unwritable cache: no WARNING that the cache is not writable:\n%s", a.log)
+		}
+		row.Token = "forged signature"
+		e.c.expect(t, row, "alice", forged(t, other), false, "bad_signature")
+		// Never persisted: every such login fetches again.
+		if d, j := other.Requests(testidp.PathDiscovery), other.Requests(testidp.PathJWKS); d != 2 || j != 2 {
+			t.Errorf("two logins with an unwritable cache made %d discovery and %d JWKS requests, want 2 and 2 (nothing stored)", d, j)
+		}
 		e.c.SetHBA(loadkit.HBA("all", e.idp.Issuer()))
-		// Stale entries: the refetch cannot be written.
+		// Stale entries: the refetch cannot be written, the keys it
+		// fetched serve the login.
 		e.c.setConf(t, map[string]string{"oauth_jwt.cache_refresh_interval": "1"})
 		defer e.c.setConf(t, map[string]string{"oauth_jwt.cache_refresh_interval": "'5min'"})
 		time.Sleep(1100 * time.Millisecond)
-		e.check(t, "cache directory unwritable (0500)", "warm, due for refresh", false, "permission denied")
+		row = Outcome{Fault: "cache directory unwritable (0500)", Cache: "warm, due for refresh", Token: "valid"}
+		a = e.c.expect(t, row, "alice", e.valid(t), true, "")
+		if !strings.Contains(a.log, warning) {
+			t.Errorf("due for refresh, unwritable cache: no WARNING that the cache is not writable:\n%s", a.log)
+		}
+		if after := dirNames(t, e.dir); !slices.Equal(before, after) {
+			t.Errorf("files in the unwritable cache directory changed: %v, then %v", before, after)
+		}
 	})
 	// Back to normal once writable again.
 	e.check(t, "cache directory writable again", "warm", true, "")
+
+	t.Run("entries dated in the future", func(t *testing.T) {
+		// fetched_at an hour ahead: the clock was stepped back, or the
+		// cache was copied from another host. Its age is unknown, so it is
+		// never served as last-known-good; a refetch replaces it.
+		for _, p := range e.entries(t) {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			m["fetched_at"] = time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)
+			m["attempted_at"] = m["fetched_at"]
+			if b, err = json.Marshal(m); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, b, 0o600); err != nil { // in place: owner and mode kept
+				t.Fatal(err)
+			}
+		}
+		if err := e.idp.SetMode(testidp.ModeDown); err != nil {
+			t.Fatal(err)
+		}
+		row := Outcome{Fault: "cache entries dated 1 h in the future, identity provider down", Cache: "warm", Token: "valid"}
+		a := e.c.expect(t, row, "alice", e.valid(t), false, "keys_unavailable")
+		if !strings.Contains(a.log, "WARNING:  oauth_jwt: cached signing keys are dated in the future") {
+			t.Errorf("no WARNING about keys dated in the future:\n%s", a.log)
+		}
+		if err := e.idp.SetMode(testidp.ModeNormal); err != nil {
+			t.Fatal(err)
+		}
+		// Past the retry interval (10 s) the failure recorded above allows
+		// a refetch, which replaces the entries.
+		time.Sleep(11 * time.Second)
+		e.check(t, "cache entries dated in the future, identity provider up", "refetched", true, "")
+	})
 
 	corrupt := []struct {
 		name string

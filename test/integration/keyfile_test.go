@@ -147,7 +147,7 @@ func TestKeyFileThroughServer(t *testing.T) {
 		{name: "oversized", make: func(t *testing.T) {
 			big := `{"keys":[],"x":"` + strings.Repeat("a", 1<<20) + `"}`
 			replaceFile(t, path, []byte(big), 0o644)
-		}, detail: "larger than"},
+		}, detail: "more than the limit"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -257,7 +257,8 @@ func validateWithFetch(ctx context.Context, settings validator.Settings, req val
 		if !errors.As(out.err, &nn) {
 			return out
 		}
-		after = &fetched{query: nn.Query, err: runFetchHelper(ctx, settings, nn.Query), last: round == maxFetchRounds}
+		keys, err := runFetchHelper(ctx, settings, nn.Query)
+		after = &fetched{query: nn.Query, err: err, keys: keys, last: round == maxFetchRounds}
 	}
 }
 
@@ -287,13 +288,15 @@ func validateOnce(ctx context.Context, settings validator.Settings, req validato
 type fetched struct {
 	query keycache.Query
 	err   error
-	last  bool // no further run is allowed
+	keys  *keycache.Keys // keys the helper could not store, for this login only
+	last  bool           // no further run is allowed
 }
 
 // afterFetch is the key cache as seen right after the helper ran. When the
 // cache still needs a fetch for the query the helper just ran, and the
 // helper failed without recording why (on its deadline, for one), the
-// helper's error is the answer. When the helper succeeded, the other
+// helper's error is the answer; when it fetched keys it could not store,
+// they are. When the helper succeeded, the other
 // document may have gone stale meanwhile: another round, unless this was
 // the last.
 type afterFetch struct {
@@ -309,6 +312,12 @@ func (a afterFetch) Keys(ctx context.Context, q keycache.Query) (keycache.Keys, 
 	}
 	if nn.Query == a.last.query && a.last.err != nil {
 		return keycache.Keys{}, a.last.err
+	}
+	if nn.Query == a.last.query && a.last.keys != nil {
+		// The cache directory is not writable: the keys the helper just
+		// fetched (and the validator checks the token against) serve
+		// this login; Keys.Unstored makes the validator warn.
+		return *a.last.keys, nil
 	}
 	if a.last.last {
 		return keycache.Keys{}, fmt.Errorf("%w: the keys of issuer %q still need a fetch after %d runs of %s",

@@ -3,6 +3,7 @@ package keycache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -44,6 +45,14 @@ type Keys struct {
 	// or the JWKS successfully itself, rather than reading what it or
 	// another backend had stored.
 	Fetched bool
+	// Unstored says why a document this call fetched could not be written
+	// to the cache ("" when everything is stored): the cache directory is
+	// no longer writable by the server. The keys are served all the same,
+	// but every process fetches for itself until the directory is fixed.
+	Unstored string
+	// JWKS is the key set as fetched, set only when Unstored is: nothing
+	// in the cache holds it, so the fetch helper hands it to the backend.
+	JWKS []byte
 }
 
 // Source is what the validator needs from a key cache.
@@ -68,6 +77,11 @@ var (
 	ErrInsecureURL = errors.New("insecure url")
 	// ErrNeedsNetwork: Query.CacheOnly was set and the answer needs a fetch.
 	ErrNeedsNetwork = errors.New("keys need a network fetch")
+	// ErrFutureFetch: the cached copy was fetched after the current time
+	// (the clock was stepped back, or the cache was copied from another
+	// host), so Config.MaxStale cannot be enforced; it is refetched, and
+	// not served while the refetch fails. It matches ErrUnavailable.
+	ErrFutureFetch = fmt.Errorf("%w: cached copy fetched in the future", ErrUnavailable)
 )
 
 // Config configures a Cache. Zero durations mean the documented defaults.

@@ -104,6 +104,9 @@ func New(cfg Config) (*Cache, error) {
 	if err := c.prepareDir(); err != nil {
 		return nil, err
 	}
+	if err := c.checkParents(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -131,6 +134,10 @@ type result struct {
 	fetched   bool // this call fetched it
 	stale     bool
 	cause     string
+	// unstored is why a document this call fetched could not be written
+	// to the cache (nil when it was).
+	unstored error
+	body     []byte // the document as fetched
 }
 
 // loaded is an entry as read from disk.
@@ -180,6 +187,9 @@ func (c *Cache) Keys(ctx context.Context, q Query) (keys Keys, err error) {
 		if res.stale {
 			causes = append(causes, res.cause)
 		}
+		if res.unstored != nil {
+			keys.Unstored = truncate(res.unstored.Error(), maxCause)
+		}
 	} else if err := c.checkURL(jwksURL); err != nil {
 		return Keys{}, fmt.Errorf("keycache: JWKS URL: %w", err)
 	}
@@ -193,6 +203,14 @@ func (c *Cache) Keys(ctx context.Context, q Query) (keys Keys, err error) {
 	keys.Set = res.value.(*KeySet)
 	keys.FetchedAt = res.fetchedAt
 	keys.Fetched = keys.Fetched || res.fetched
+	if res.unstored != nil {
+		keys.Unstored = truncate(res.unstored.Error(), maxCause)
+	}
+	if keys.Unstored != "" {
+		// Nothing in the cache holds these keys: the caller may hand them
+		// on (the fetch helper to its backend), as fetched.
+		keys.JWKS = res.body
+	}
 	if res.stale {
 		causes = append(causes, res.cause)
 	}
@@ -231,6 +249,13 @@ func (c *Cache) get(ctx context.Context, s spec) (result, error) {
 		}
 		if release, ok := c.tryAcquire(name); ok {
 			unlock, locked, err := c.tryLock(name)
+			if err != nil && !errors.Is(err, ErrInsecureCache) && !s.cacheOnly {
+				// The lock file cannot be created or opened (a directory
+				// the server can no longer write): fetch without the
+				// cross-process lock rather than fail the login. The
+				// write will fail too, and the keys are served unstored.
+				unlock, locked, err = func() {}, true, nil
+			}
 			if err != nil {
 				release()
 				return result{}, err
@@ -357,8 +382,19 @@ func (c *Cache) serve(cur loaded, s spec, now time.Time, cause error) (result, e
 		}
 		return result{}, fmt.Errorf("%w: no usable %s for issuer %q: %w", ErrUnavailable, what, s.issuer, cause)
 	}
-	res := result{value: cur.value, fetchedAt: f.FetchedAt}
+	res := result{value: cur.value, fetchedAt: f.FetchedAt, body: f.Body}
 	age := now.Sub(f.FetchedAt)
+	if age < 0 {
+		// Fetched "in the future": the clock was stepped back, or the cache
+		// was copied from another host. Its real age is unknown, so
+		// MaxStale cannot be shown to hold: it is not served until a
+		// refetch replaces it (needFetch asks for one).
+		if cause == nil {
+			cause = errors.New("refresh failed")
+		}
+		return result{}, fmt.Errorf("%w: cached %s for issuer %q was fetched at %s, %s after the current time, so its age is unknown; it is not used until a refetch succeeds: %w",
+			ErrFutureFetch, what, s.issuer, f.FetchedAt.UTC().Format(time.RFC3339), (-age).Round(time.Second), cause)
+	}
 	if age >= 0 && age < c.refresh {
 		if cause != nil && s.missingKID != "" {
 			// Fresh keys, but the unknown-kid refetch failed.
@@ -413,10 +449,16 @@ func (c *Cache) fetchLocked(ctx context.Context, name string, s spec) (result, e
 			Version: entryVersion, Kind: s.kind, Issuer: s.issuer, URL: s.url,
 			FetchedAt: now, AttemptedAt: now, Body: body,
 		}
+		res := result{value: value, fetchedAt: now, fetched: true, body: body}
 		if err := c.writeEntry(name, e); err != nil {
-			return result{}, err
+			// A directory the server can no longer write (read-only mount,
+			// wrong owner, full disk) must not fail every login while the
+			// identity provider answers: serve what was just fetched and
+			// checked, and say that it was not stored. Single flight
+			// degrades: every login fetches until the directory is fixed.
+			res.unstored = err
 		}
-		return result{value: value, fetchedAt: now, fetched: true}, nil
+		return res, nil
 	}
 	if ctx.Err() == nil {
 		// The identity provider failed (not our caller's deadline): record
@@ -428,10 +470,10 @@ func (c *Cache) fetchLocked(ctx context.Context, name string, s spec) (result, e
 		e.AttemptedAt = now
 		e.LastError = truncate(ferr.Error(), maxCause)
 		e.LastErrorKind = errorKind(ferr)
-		if err := c.writeEntry(name, e); err != nil {
-			return result{}, err
+		// Unwritable directory: the fetch error says more than the write's.
+		if err := c.writeEntry(name, e); err == nil {
+			cur.file = e
 		}
-		cur.file = e
 	}
 	return c.serve(cur, s, now, ferr)
 }

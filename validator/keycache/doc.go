@@ -20,9 +20,25 @@
 //     at most once per Config.KIDRefetchInterval for the whole server.
 //
 // A cache that someone else can write would let them plant keys and forge
-// tokens, so the directory and every file are checked before each use
-// (owner, no symbolic link, not writable by group or others) and a failed
+// tokens, so the directory and every file are checked before each use by
+// the trusted-file rule of package internal/trustedfile (owned by the
+// server's OS user, not even root; not writable by group or others; no
+// symbolic link; checked on the open descriptor), every directory above the
+// cache directory once per Cache (owned by the server's OS user or root,
+// not writable by group or others unless sticky, as /tmp), and a failed
 // check is an error (ErrInsecureCache), never a silent fallback.
+//
+// A cache directory the server can no longer write does not fail logins
+// while the identity provider answers: a document fetched but not stored is
+// served all the same, and Keys.Unstored says why it was not stored
+// (Keys.JWKS carries the key set, for the fetch helper to hand to its
+// backend). Without the lock files and the failure records, single flight
+// and the retry backoff are lost until the directory is writable again.
+//
+// A copy whose fetched_at is after the current time (the clock was stepped
+// back, or the cache was copied from another host) has no known age, so
+// MaxStale cannot hold for it: it is refetched, and while the refetch fails
+// it is not served (ErrFutureFetch, which matches ErrUnavailable).
 //
 // Built with the tag ojw_backend (as the module's backend archive is), the
 // package has no HTTP client: a query that needs a fetch must be CacheOnly

@@ -142,6 +142,7 @@ var errorKinds = []struct {
 	{"insecure_url", ErrInsecureURL},
 	{"discovery_mismatch", ErrDiscoveryMismatch},
 	{"too_large", ErrTooLarge},
+	{"future_fetch", ErrFutureFetch}, // before "unavailable", which it matches
 	{"unavailable", ErrUnavailable},
 	{"timeout", context.DeadlineExceeded},
 	{"canceled", context.Canceled},
@@ -198,7 +199,8 @@ func (r *recorded) Unwrap() error { return r.sentinel }
 // WireKind names the class of an error of Keys for a process that must
 // rebuild it (the fetch helper reports it to the backend): one of
 // "insecure_cache", "insecure_url", "discovery_mismatch", "too_large",
-// "unavailable", "timeout", "canceled", or "" for anything else.
+// "future_fetch", "unavailable", "timeout", "canceled", or "" for anything
+// else.
 func WireKind(err error) string { return kindOf(err, nil) }
 
 // FromWireKind rebuilds an error that WireKind classified: its text as it

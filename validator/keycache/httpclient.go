@@ -5,12 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"time"
+
+	"github.com/oauth-jwt/oauth_jwt/internal/trustedfile"
 )
 
 // MaxRedirects is how many redirects a client from NewHTTPClient follows.
 const MaxRedirects = 3
+
+// MaxCAFileBytes bounds the CA file (a system bundle of every public root
+// is about 220 kB).
+const MaxCAFileBytes = 2 << 20
+
+// caFileRule is the trusted-file rule of the CA file (package
+// trustedfile): it decides which identity providers are believed, so which
+// keys are trusted. The backend reads it at every login with signals
+// blocked: never a blocking open, never an unbounded read.
+var caFileRule = trustedfile.Rule{What: "CA file", MaxBytes: MaxCAFileBytes}
 
 // checkClientSettings checks what NewHTTPClient is given, in every build:
 // the backend's build (tag ojw_backend) has no HTTP client but must still
@@ -21,7 +32,10 @@ func checkClientSettings(timeout time.Duration, caFile, proxyURL string) (caPEM 
 		return nil, nil, errors.New("keycache: HTTP timeout must be positive")
 	}
 	if caFile != "" {
-		caPEM, err = os.ReadFile(caFile)
+		caPEM, err = caFileRule.Read(caFile)
+		if errors.Is(err, trustedfile.ErrUntrusted) || errors.Is(err, trustedfile.ErrTooLarge) {
+			return nil, nil, err // names the file and the fix
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("keycache: reading CA file: %w", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -20,6 +21,25 @@ func TestNewHTTPClientErrors(t *testing.T) {
 	dir := t.TempDir()
 	noCerts := filepath.Join(dir, "empty.pem")
 	if err := os.WriteFile(noCerts, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo.pem")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.pem")
+	if err := os.WriteFile(big, make([]byte, MaxCAFileBytes+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(dir, "open.pem")
+	if err := os.WriteFile(open, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o646); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.pem")
+	if err := os.Symlink(noCerts, link); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -33,7 +53,11 @@ func TestNewHTTPClientErrors(t *testing.T) {
 		{"negative timeout", -time.Second, "", "", "timeout must be positive"},
 		{"missing CA file", time.Second, filepath.Join(dir, "missing.pem"), "", "reading CA file"},
 		{"CA file without certificates", time.Second, noCerts, "", "no PEM certificate"},
-		{"CA file is a directory", time.Second, dir, "", "reading CA file"},
+		{"CA file is a directory", time.Second, dir, "", "is a directory, not a regular file"},
+		{"CA file is a FIFO", time.Second, fifo, "", "is a FIFO, not a regular file"},
+		{"CA file too large", time.Second, big, "", "more than the limit of 2097152 bytes"},
+		{"CA file writable by others", time.Second, open, "", "is writable by group or others (mode 0646)"},
+		{"CA file is a symbolic link", time.Second, link, "", "is a symbolic link"},
 		{"proxy URL without host", time.Second, "", "proxy.example.com:3128", "not an absolute URL"},
 		{"proxy URL with unsupported scheme", time.Second, "", "ftp://proxy.example.com", "not supported"},
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oauth-jwt/oauth_jwt/internal/trustedfile"
 	"github.com/tidwall/gjson"
 )
 
@@ -67,12 +68,15 @@ func (c *Cache) LookupIntrospection(key string, maxAge time.Duration) (answer []
 		return nil, false, err
 	}
 	path := filepath.Join(c.dir, introPrefix+key+entrySuffix)
-	data, err := readChecked(path, MaxIntrospectionBytes+4096)
+	r := entryRule
+	r.What = "introspection cache file"
+	r.MaxBytes = MaxIntrospectionBytes + 4096
+	data, err := r.Read(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}
 	if err != nil {
-		if errors.Is(err, ErrInsecureCache) {
+		if errors.Is(err, trustedfile.ErrUntrusted) {
 			return nil, false, fmt.Errorf("%w: an introspection cache entry in %s is not owned by the server's user or is writable by others", ErrInsecureCache, c.dir)
 		}
 		return nil, false, nil // unreadable: ask again

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oauth-jwt/oauth_jwt/internal/trustedfile"
 	"github.com/tidwall/gjson"
 )
 
@@ -55,6 +56,23 @@ func insecuref(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInsecureCache}, args...)...)
 }
 
+// The rule for the cache (package trustedfile): only the server's OS user
+// may own the directory and its files, not even root, since only the
+// server writes them. The directories above it are checked once per
+// Cache (New), the directory once per query, each file as it is opened.
+var (
+	dirRule   = trustedfile.Rule{What: "key cache directory", Dir: true, SelfOnly: true, ParentsChecked: true}
+	entryRule = trustedfile.Rule{What: "key cache file", SelfOnly: true, ParentsChecked: true}
+)
+
+// insecure marks a failed check of the trusted-file rule as ErrInsecureCache.
+func insecure(err error) error {
+	if errors.Is(err, trustedfile.ErrUntrusted) {
+		return fmt.Errorf("%w: %w", ErrInsecureCache, err)
+	}
+	return err
+}
+
 // checkOwned says whether fi (from Lstat or Fstat of path) may be trusted:
 // of the wanted type, not a symbolic link, owned by the effective user and
 // not writable by group or others.
@@ -68,21 +86,20 @@ func checkOwned(path string, fi fs.FileInfo, wantDir bool) error {
 
 // checkStat is checkOwned for a raw stat(2) result.
 func checkStat(path string, st *syscall.Stat_t, wantDir bool) error {
-	switch typ := st.Mode & syscall.S_IFMT; {
-	case typ == syscall.S_IFLNK:
-		return insecuref("%s is a symbolic link", path)
-	case wantDir && typ != syscall.S_IFDIR:
-		return insecuref("%s is not a directory", path)
-	case !wantDir && typ != syscall.S_IFREG:
-		return insecuref("%s is not a regular file", path)
+	r := entryRule
+	if wantDir {
+		r = dirRule
 	}
-	if euid := os.Geteuid(); int64(st.Uid) != int64(euid) {
-		return insecuref("%s is owned by uid %d, not by the server's uid %d", path, st.Uid, euid)
-	}
-	if perm := st.Mode & 0o777; perm&0o022 != 0 {
-		return insecuref("%s is writable by group or others (mode %04o)", path, perm)
-	}
-	return nil
+	return insecure(r.Check(path, st))
+}
+
+// checkParents checks the directories above the cache directory: someone
+// who can rename an entry of one of them can swap the whole cache between
+// a check and a use.
+func (c *Cache) checkParents() error {
+	r := dirRule
+	r.ParentsChecked = false
+	return insecure(r.CheckParents(c.dir))
 }
 
 // prepareDir creates the cache directory (0700) when missing and checks it.
@@ -108,60 +125,6 @@ func ignoringEINTR(f func() error) error {
 			return err
 		}
 	}
-}
-
-// readChecked returns up to max bytes of path, opened without following
-// symbolic links and checked (fstat) as opened, so the check and the read
-// cannot race. It uses raw system calls rather than an *os.File, which
-// would register the descriptor with the runtime's network poller (setting
-// the poller up on the first read in every backend) and attach a finalizer.
-func readChecked(path string, max int64) ([]byte, error) {
-	var fd int
-	err := ignoringEINTR(func() (err error) {
-		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-		return err
-	})
-	if err == syscall.ELOOP {
-		return nil, insecuref("%s is a symbolic link", path)
-	}
-	if err != nil {
-		// A file we may not open (another user's, for one) is explained by
-		// what it is, as a file we can open would be after fstat.
-		var st syscall.Stat_t
-		if err != syscall.ENOENT && syscall.Lstat(path, &st) == nil {
-			if cerr := checkStat(path, &st, false); cerr != nil {
-				return nil, cerr
-			}
-		}
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer syscall.Close(fd)
-	var st syscall.Stat_t
-	if err := syscall.Fstat(fd, &st); err != nil {
-		return nil, &fs.PathError{Op: "fstat", Path: path, Err: err}
-	}
-	if err := checkStat(path, &st, false); err != nil {
-		return nil, err
-	}
-	// Entries are replaced by rename, never written in place: the size
-	// fstat saw is the size to read (max+1 bytes of a larger file suffice
-	// to see that it is too large).
-	buf := make([]byte, min(max, st.Size))
-	n := 0
-	for n < len(buf) {
-		m, err := syscall.Read(fd, buf[n:])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
-		}
-		if m == 0 {
-			break
-		}
-		n += m
-	}
-	return buf[:n], nil
 }
 
 // openChecked opens path without following symbolic links and checks the
@@ -200,18 +163,21 @@ func (c *Cache) readEntry(name string) (*entryFile, error) {
 	path := filepath.Join(c.dir, name+entrySuffix)
 	// The body is stored compacted, so the file exceeds it by the metadata.
 	limit := c.maxBody + 64<<10
-	data, err := readChecked(path, limit+1)
-	if errors.Is(err, fs.ErrNotExist) {
+	r := entryRule
+	r.MaxBytes = limit
+	// trustedfile reads with raw system calls: an *os.File would register
+	// the descriptor with the runtime's network poller (setting the poller
+	// up on the first read in every backend) and attach a finalizer.
+	data, err := r.Read(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil
-	}
-	if err != nil {
-		if errors.Is(err, ErrInsecureCache) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("keycache: reading %s: %w", path, err)
-	}
-	if int64(len(data)) > limit {
+	case errors.Is(err, trustedfile.ErrTooLarge):
 		return nil, nil // corrupt: larger than anything we write
+	case errors.Is(err, trustedfile.ErrUntrusted):
+		return nil, insecure(err)
+	case err != nil:
+		return nil, fmt.Errorf("keycache: reading %s: %w", path, err)
 	}
 	return decodeEntry(data), nil
 }
@@ -287,6 +253,10 @@ func encodeEntry(e *entryFile) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// createTemp is os.CreateTemp; tests make it fail as an unwritable
+// directory would (they run as root, whom chmod does not stop).
+var createTemp = os.CreateTemp
+
 // writeEntry replaces the entry stored under name atomically: a temporary
 // file in the same directory, fsync, rename, fsync of the directory.
 func (c *Cache) writeEntry(name string, e *entryFile) (err error) {
@@ -295,7 +265,7 @@ func (c *Cache) writeEntry(name string, e *entryFile) (err error) {
 		return fmt.Errorf("keycache: encoding cache entry: %w", err)
 	}
 	final := filepath.Join(c.dir, name+entrySuffix)
-	f, err := os.CreateTemp(c.dir, "."+name+".tmp*") // O_EXCL, mode 0600
+	f, err := createTemp(c.dir, "."+name+".tmp*") // O_EXCL, mode 0600
 	if err != nil {
 		return fmt.Errorf("keycache: writing cache entry: %w", err)
 	}
