@@ -31,11 +31,13 @@ const (
 	AdminUser     = "admin"       // bootstrap admin of the master realm
 	AdminPassword = "admin"
 
-	DeviceClient       = "psql"              // public, device grant, audience + groups mappers
-	ServiceClient      = "pg-service"        // confidential, client_credentials
-	ServiceSecret      = "pg-service-secret" // its secret
-	NoAudienceClient   = "no-audience"       // public, device + password grants, no audience mapper
-	ShortLivedClient   = "short-lived"       // public, device + password grants, 5 s access tokens
+	DeviceClient       = "psql"                 // public, device grant, audience + groups mappers
+	ServiceClient      = "pg-service"           // confidential, client_credentials
+	ServiceSecret      = "pg-service-secret"    // its secret
+	IntrospectClient   = "pg-introspect"        // confidential, only authenticates to the introspection endpoint
+	IntrospectSecret   = "pg-introspect-secret" // its secret
+	NoAudienceClient   = "no-audience"          // public, device + password grants, no audience mapper
+	ShortLivedClient   = "short-lived"          // public, device + password grants, 5 s access tokens
 	ShortLivedLifespan = 5 * time.Second
 )
 
