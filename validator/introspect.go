@@ -189,6 +189,13 @@ func (r *run) introspect(ctx context.Context) (answer []byte, cached bool, res R
 	if ierr == nil && (len(answer) > keycache.MaxIntrospectionBytes || !isJSONObjectBytes(answer)) {
 		ierr = errors.New("the answer is not a JSON object of at most 64 KiB")
 	}
+	if ierr == nil {
+		// The rules of a JWT payload: nesting bounded, no duplicate
+		// member names (parsers disagree about which one wins).
+		if msg := checkJSON(answer); msg != "" {
+			ierr = errors.New("the answer " + msg)
+		}
+	}
 	if ierr != nil {
 		if errors.Is(ierr, keycache.ErrNeedsNetwork) {
 			return nil, false, Result{}, true, ierr

@@ -125,6 +125,8 @@ func TestIntrospectionOpaque(t *testing.T) {
 		{name: "no identity", answer: answerJSON(t, map[string]any{"username": del}), reason: ReasonNoIdentity, asked: 1},
 		{name: "endpoint failed", err: errors.New("POST https://idp.example.com/introspect: connection refused"), reason: ReasonIntrospectionFailed, asked: 1},
 		{name: "answer not JSON", answer: "<html>", reason: ReasonIntrospectionFailed, asked: 1},
+		{name: "answer with duplicate active", answer: `{"active":false,"active":true}`, reason: ReasonIntrospectionFailed, asked: 1},
+		{name: "answer nested too deep", answer: `{"active":true,"x":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`, reason: ReasonIntrospectionFailed, asked: 1},
 		{name: "answer a JSON array", answer: `[{"active":true}]`, reason: ReasonIntrospectionFailed, asked: 1},
 		{name: "JWT-shaped garbage is not introspected", token: "aaa.bbb.ccc", reason: ReasonMalformed},
 		{name: "JWE-shaped is not introspected", token: "a.b.c.d.e", reason: ReasonMalformed},
