@@ -387,6 +387,11 @@ func (ic *issuerCheck) run(vs validator.Settings) {
 	// The keys, exactly as the module's key cache gets them.
 	ic.checkKeys(vs["cache_dir"], nKeys, nSigning)
 
+	// Introspection (RFC 7662), when the settings ask for it.
+	if ic.pol.Introspection != "" && ic.pol.Introspection != validator.IntrospectionOff {
+		ic.checkIntrospection()
+	}
+
 	// psql's device flow.
 	for _, ep := range []struct{ name, member, what string }{
 		{nToken, "token_endpoint", "token endpoint"},
@@ -455,6 +460,33 @@ func (ic *issuerCheck) checkKeys(dir, nKeys, nSigning string) {
 	c.Status, c.Got = "pass", fmt.Sprintf("%d keys", keys.Set.Len())
 	ic.add(c)
 	ic.checkSigningKeys(keys.Set, nSigning)
+}
+
+// checkIntrospection checks where the module would send introspection
+// requests and that its client secret file can be used. It sends none: a
+// request needs a token (the token command does that).
+func (ic *issuerCheck) checkIntrospection() {
+	ep := ic.pol.IntrospectionEndpoint
+	c := checkOut{Name: "introspection_endpoint", Want: "an https URL (\"oauth_jwt.introspection_endpoint\" or the discovery document's)"}
+	if ep == "" {
+		if v := ic.doc.Get("introspection_endpoint"); v.Type == gjson.String {
+			ep = v.Str
+		}
+	}
+	switch {
+	case ep == "":
+		c.Status, c.Detail = "fail", "The discovery document names no introspection_endpoint and \"oauth_jwt.introspection_endpoint\" is not set: every login of this issuer fails (introspection_failed)."
+		c.Reason = string(validator.ReasonIntrospectionFailed)
+		ic.server = append(ic.server, "it has no introspection endpoint")
+	case ic.urlProblem(ep) != "":
+		c.Status, c.Got, c.Detail = "fail", ep, "introspection_endpoint: "+ic.urlProblem(ep)+"."
+		c.Reason = string(validator.ReasonConfig)
+		ic.server = append(ic.server, "its introspection endpoint is not usable")
+	default:
+		c.Status, c.Got = "pass", ep
+		c.Detail = fmt.Sprintf("introspection %s, client %q, answers cached for %s.", ic.pol.Introspection, ic.pol.IntrospectionClientID, ic.pol.IntrospectionCacheTTL)
+	}
+	ic.add(c)
 }
 
 // checkKeyFile reads the jwks_file as the module reads it (the trusted-file

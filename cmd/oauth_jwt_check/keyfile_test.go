@@ -110,3 +110,46 @@ func TestIssuerWithKeyFile(t *testing.T) {
 		assertNoToken(t, tok, res)
 	})
 }
+
+// With introspection on, "issuer" reports the endpoint the module would
+// ask (from the discovery document, or the setting) and fails when there
+// is none.
+func TestIssuerIntrospectionEndpoint(t *testing.T) {
+	p, err := testidp.Start(testidp.Options{Realm: "/realms/intro"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	base := []string{"issuer", "--allow-http-loopback", "--json", "--set", "introspection=always",
+		"--set", "introspection_client_id=pg", "--set", "introspection_secret_file=/nonexistent/secret"}
+	cases := []struct {
+		name   string
+		extra  []string
+		status string
+		got    string
+	}{
+		{name: "endpoint from the setting", extra: []string{"--set", "introspection_endpoint=https://idp.example.com/i"}, status: "pass", got: "https://idp.example.com/i"},
+		{name: "from discovery", status: "pass", got: p.IntrospectionURL()},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runTool(t, "", append(append(base, tc.extra...), p.Issuer())...)
+			var rep issuerReport
+			if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
+				t.Fatalf("%v\n%s%s", err, res.stdout, res.stderr)
+			}
+			found := false
+			for _, c := range rep.Checks {
+				if c.Name == "introspection_endpoint" {
+					found = true
+					if c.Status != tc.status || c.Got != tc.got {
+						t.Errorf("check %+v, want %s %s", c, tc.status, tc.got)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("no introspection_endpoint check:\n%s", res.stdout)
+			}
+		})
+	}
+}
