@@ -18,13 +18,11 @@ import (
 
 // BenchmarkIntrospectionLogin measures what introspection = always adds to
 // a login, against a local introspection endpoint (the test IdP on
-// loopback), interleaved round-robin with a plain warm-cache login:
-//
-//   - offline: introspection off (warm key cache), the baseline;
-//   - always, cached: introspection_cache_ttl 600, so after the first
-//     login every answer comes from the shared cache (a file read);
-//   - always, uncached: introspection_cache_ttl 0, so every login starts
-//     the fetch helper, which POSTs to the endpoint.
+// loopback), interleaved round-robin with a plain warm-cache login. The
+// kinds: offline (introspection off, warm key cache: the baseline);
+// always with a cached answer (introspection_cache_ttl 600, so after the
+// first login every answer is a file read); always uncached (ttl 0, so
+// every login starts the fetch helper, which POSTs to the endpoint).
 //
 //	OJW_BENCH_CONNECTIONS=200 OJW_PG_CONFIG=... OJW_BUILD_DIR=$PWD/build \
 //	  go test -count=1 -run '^$' -bench IntrospectionLogin -benchtime 1x -v ./test/integration/
@@ -118,4 +116,3 @@ func BenchmarkIntrospectionLogin(b *testing.B) {
 	fmt.Fprintf(&table, "\n%d logins per kind, interleaved, production build, loopback endpoint.\n", n)
 	b.Logf("\n%s", table.String())
 }
-
