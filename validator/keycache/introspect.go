@@ -89,9 +89,12 @@ func (c *Cache) LookupIntrospection(key string, maxAge time.Duration) (answer []
 		return nil, false, nil
 	}
 	now := c.now()
-	if !now.Before(time.Unix(m[1].Int(), 0)) || !now.Before(time.Unix(0, m[3].Int()).Add(maxAge)) {
-		_ = os.Remove(path)
+	if !now.Before(time.Unix(m[1].Int(), 0)) {
+		_ = os.Remove(path) // expired for everyone
 		return nil, false, nil
+	}
+	if !now.Before(time.Unix(0, m[3].Int()).Add(maxAge)) {
+		return nil, false, nil // older than this caller's TTL
 	}
 	return []byte(m[2].Raw), true, nil
 }
