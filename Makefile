@@ -11,6 +11,9 @@
 
 MODULE_big = oauth_jwt
 OBJS = cshim/oauth_jwt.o
+# Linked after the Go archive, so that its constructor runs right after the
+# Go runtime's (cshim/oauth_jwt_late.c says why).
+LATE_OBJ = cshim/oauth_jwt_late.o
 PGFILEDESC = "oauth_jwt - OAuth bearer token validator for PostgreSQL 18"
 
 GO ?= go
@@ -18,17 +21,20 @@ BUILD = build
 GOARCHIVE = $(BUILD)/libojw.a
 # Pure-Go DNS and user lookups (no libc NSS inside a backend); async
 # preemption off so the runtime lets its threads keep SIGURG blocked;
+# updatemaxprocs off so GOMAXPROCS stays what the runtime started with for
+# the life of the session (Go 1.25+ would otherwise raise it once the shim
+# gives the runtime's threads their CPUs back);
 # ojw_backend leaves the HTTP client (net/http, crypto/tls, jwx) out of the
 # archive: fetches run in oauth_jwt_fetch (docs/benchmarks.md says why).
 GOTAGS = netgo,osusergo,ojw_backend
-GO_LDFLAGS = -X=runtime.godebugDefault=asyncpreemptoff=1
+GO_LDFLAGS = -X=runtime.godebugDefault=asyncpreemptoff=1,updatemaxprocs=0
 GO_SOURCES = $(shell find validator internal cmd/oauth_jwt_fetch -name '*.go' -not -name '*_test.go') go.mod go.sum
 FETCH_HELPER = oauth_jwt_fetch
 
 PG_CPPFLAGS = -I$(BUILD) -Ivalidator/capi
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-SHLIB_LINK = $(GOARCHIVE) -Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
-EXTRA_CLEAN = $(BUILD) $(FETCH_HELPER)
+SHLIB_LINK = $(GOARCHIVE) $(LATE_OBJ) -Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
+EXTRA_CLEAN = $(BUILD) $(FETCH_HELPER) $(LATE_OBJ)
 
 PG_CONFIG ?= pg_config
 ifeq ($(filter clean distclean demo-stop,$(MAKECMDGOALS)),)
@@ -56,7 +62,7 @@ $(FETCH_HELPER): $(GO_SOURCES)
 	CGO_ENABLED=0 $(GO) build -trimpath -tags netgo,osusergo -o $@ ./cmd/oauth_jwt_fetch
 
 cshim/oauth_jwt.o: $(GOARCHIVE)
-$(shlib): $(GOARCHIVE) cshim/exports.map
+$(shlib): $(GOARCHIVE) $(LATE_OBJ) cshim/exports.map
 
 $(GOARCHIVE): $(GO_SOURCES)
 	CGO_ENABLED=1 CGO_CFLAGS="-O2 -g" $(GO) build -buildmode=c-archive -trimpath \
@@ -73,9 +79,20 @@ $(TESTDIR)/libojw.a: $(GO_SOURCES)
 	CGO_ENABLED=1 CGO_CFLAGS="-O2 -g" $(GO) build -buildmode=c-archive -trimpath \
 		-tags '$(GOTAGS),ojw_testhooks' -ldflags='$(GO_LDFLAGS)' -o $@ ./validator/capi
 
-$(TESTDIR)/oauth_jwt.so: cshim/oauth_jwt.c cshim/exports.map $(TESTDIR)/libojw.a
+$(TESTDIR)/oauth_jwt_late.o: cshim/oauth_jwt_late.c
+	@mkdir -p $(TESTDIR)
+	$(CC) $(TEST_CFLAGS) -c $< -o $@
+
+$(TESTDIR)/oauth_jwt.so: cshim/oauth_jwt.c cshim/exports.map $(TESTDIR)/libojw.a $(TESTDIR)/oauth_jwt_late.o
 	$(CC) -I$(TESTDIR) $(TEST_CFLAGS) -c cshim/oauth_jwt.c -o $(TESTDIR)/oauth_jwt.o
-	$(CC) -shared -o $@ $(TESTDIR)/oauth_jwt.o $(LDFLAGS) $(LDFLAGS_SL) $(TESTDIR)/libojw.a \
+	$(CC) -shared -o $@ $(TESTDIR)/oauth_jwt.o $(LDFLAGS) $(LDFLAGS_SL) $(TESTDIR)/libojw.a $(TESTDIR)/oauth_jwt_late.o \
+		-Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
+
+# A build the server must refuse: the magic block of the next major (a
+# build for another server loaded by mistake). LOAD fails before _PG_init.
+$(TESTDIR)/oauth_jwt_badmagic.so: cshim/oauth_jwt.c cshim/exports.map $(TESTDIR)/libojw.a $(TESTDIR)/oauth_jwt_late.o
+	$(CC) -I$(TESTDIR) $(TEST_CFLAGS) -DOJW_TEST_WRONG_MAGIC -c cshim/oauth_jwt.c -o $(TESTDIR)/oauth_jwt_badmagic.o
+	$(CC) -shared -o $@ $(TESTDIR)/oauth_jwt_badmagic.o $(LDFLAGS) $(LDFLAGS_SL) $(TESTDIR)/libojw.a $(TESTDIR)/oauth_jwt_late.o \
 		-Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
 
 # The Go floor: the same shim with a Go archive that accepts everything.
@@ -83,9 +100,9 @@ $(TESTDIR)/gonoop/libojw.a: test/gonoop/gonoop.go
 	CGO_ENABLED=1 CGO_CFLAGS="-O2 -g" $(GO) build -buildmode=c-archive -trimpath \
 		-tags '$(GOTAGS)' -ldflags='$(GO_LDFLAGS)' -o $@ ./test/gonoop
 
-$(TESTDIR)/oauth_gonoop.so: cshim/oauth_jwt.c cshim/exports.map $(TESTDIR)/gonoop/libojw.a
+$(TESTDIR)/oauth_gonoop.so: cshim/oauth_jwt.c cshim/exports.map $(TESTDIR)/gonoop/libojw.a $(TESTDIR)/oauth_jwt_late.o
 	$(CC) -I$(TESTDIR)/gonoop $(TEST_CFLAGS) -c cshim/oauth_jwt.c -o $(TESTDIR)/gonoop/oauth_jwt.o
-	$(CC) -shared -o $@ $(TESTDIR)/gonoop/oauth_jwt.o $(LDFLAGS) $(LDFLAGS_SL) $(TESTDIR)/gonoop/libojw.a \
+	$(CC) -shared -o $@ $(TESTDIR)/gonoop/oauth_jwt.o $(LDFLAGS) $(LDFLAGS_SL) $(TESTDIR)/gonoop/libojw.a $(TESTDIR)/oauth_jwt_late.o \
 		-Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
 
 $(TESTDIR)/oauth_noop.so: test/noop/oauth_noop.c
@@ -96,7 +113,7 @@ $(TESTDIR)/$(FETCH_HELPER): $(FETCH_HELPER)
 	@mkdir -p $(TESTDIR)
 	cp $< $@
 
-test-modules: all $(TESTDIR)/oauth_jwt.so $(TESTDIR)/oauth_noop.so $(TESTDIR)/oauth_gonoop.so $(TESTDIR)/$(FETCH_HELPER)
+test-modules: all $(TESTDIR)/oauth_jwt.so $(TESTDIR)/oauth_jwt_badmagic.so $(TESTDIR)/oauth_noop.so $(TESTDIR)/oauth_gonoop.so $(TESTDIR)/$(FETCH_HELPER)
 
 # Bounded fuzzing time for `make test` (CI); raise it locally to dig deeper.
 FUZZTIME ?= 30s

@@ -118,10 +118,15 @@ func TestDockerImages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Delegated line: role_map dba=postgres.
-		if cur, sys := e.whoami(ctx, t, "postgres", alice); cur != "postgres" || sys != "oauth:alice" {
-			t.Fatalf("as postgres: current_user %q, system_user %q; want postgres, oauth:alice", cur, sys)
+		// Delegated line: role_map dba=reader.
+		if cur, sys := e.whoami(ctx, t, "reader", alice); cur != "reader" || sys != "oauth:alice" {
+			t.Fatalf("as reader: current_user %q, system_user %q; want reader, oauth:alice", cur, sys)
 		}
+		// role_map dba=postgres too, but postgres is a superuser: refused
+		// while oauth_jwt.allow_privileged_roles is off.
+		privileged := e.logCount(ctx, t, "Reason: privileged_role")
+		e.mustBeRefused(ctx, t, "postgres", alice)
+		e.waitLog(ctx, t, "Reason: privileged_role", privileged)
 		// pg_ident line: map sso, alice -> alice.
 		if cur, sys := e.whoami(ctx, t, "alice", alice); cur != "alice" || sys != "oauth:alice" {
 			t.Fatalf("as alice: current_user %q, system_user %q; want alice, oauth:alice", cur, sys)

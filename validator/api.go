@@ -22,6 +22,15 @@ type Request struct {
 	// keycache.ErrNeedsNetwork (and no verdict), and the caller validates
 	// again without CacheOnly where it can wait interruptibly.
 	CacheOnly bool
+	// RolePrivileges are the privileged attributes of Role (SUPERUSER,
+	// BYPASSRLS, CREATEROLE, directly or through membership) as the server
+	// knows them at the moment of the decision; the module's shim reads
+	// them from pg_authid for every delegated login. In delegated mode a
+	// token grants a role with any of them only when the issuer's policy
+	// has AllowPrivilegedRoles. nil means unknown: that check is skipped,
+	// so a caller that grants roles MUST set it (an empty list for a plain
+	// role).
+	RolePrivileges *RolePrivileges
 }
 
 // Level is the severity of a LogRecord; the shim maps it onto elog levels.

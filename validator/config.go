@@ -1,6 +1,7 @@
 package validator
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -123,6 +124,14 @@ type Policy struct {
 	// RoleFromIdentity lets a token log in as the role equal to its authn_id
 	// in delegated mode (oauth_jwt.role_from_identity).
 	RoleFromIdentity bool
+	// AllowPrivilegedRoles lets role_map, client_role_map and
+	// role_from_identity grant, in delegated mode, a role that has
+	// SUPERUSER, BYPASSRLS or CREATEROLE or is a member of a role with one
+	// (oauth_jwt.allow_privileged_roles). It weakens security: whoever can
+	// get such a token (or change the claim it rests on at the identity
+	// provider) then owns the server. It MUST NOT be on for an issuer whose
+	// users can choose their own names or groups.
+	AllowPrivilegedRoles bool
 	// LogAccepted logs accepted tokens at LOG instead of DEBUG1
 	// (oauth_jwt.log_accepted).
 	LogAccepted bool
@@ -230,7 +239,7 @@ var policyKeys = []string{
 	"introspection", "introspection_endpoint", "introspection_client_id",
 	"introspection_secret_file", "introspection_cache_ttl",
 	"authn_id_claim", "role_claim", "role_map", "client_role_map",
-	"role_from_identity", "log_accepted",
+	"role_from_identity", "allow_privileged_roles", "log_accepted",
 }
 
 // serverKeys are server-wide: one key cache and one HTTP client serve every
@@ -336,9 +345,9 @@ func (c *Config) parseServer(s Settings) error {
 		min, max int
 	}{
 		{"cache_refresh_interval", &c.CacheRefreshInterval, time.Second, 1, 86400},
-		{"cache_max_stale", &c.CacheMaxStale, time.Second, 1, 30 * 86400},
+		{"cache_max_stale", &c.CacheMaxStale, time.Second, 1, 7 * 86400},
 		{"kid_refetch_interval", &c.KIDRefetchInterval, time.Second, 1, 86400},
-		{"http_timeout", &c.HTTPTimeout, time.Millisecond, 1, 600000},
+		{"http_timeout", &c.HTTPTimeout, time.Millisecond, 100, 600000},
 	}
 	for _, d := range durations {
 		if err := parseDuration(s[d.name], d.dst, d.unit, d.min, d.max, d.name, nil); err != nil {
@@ -353,6 +362,12 @@ func (c *Config) parseServer(s Settings) error {
 		if err != nil || !slices.Contains([]string{"http", "https", "socks5", "socks5h"}, u.Scheme) || u.Host == "" {
 			return &ConfigError{Setting: SettingPrefix + "http_proxy",
 				Msg: "expected the URL of the proxy (http, https, socks5 or socks5h scheme)"}
+		}
+		// Any role can read the setting in a session that did not load the
+		// library (SHOW of a placeholder), so it must hold no secret.
+		if u.User != nil {
+			return &ConfigError{Setting: SettingPrefix + "http_proxy",
+				Msg: "the proxy URL must not carry credentials (user:password@): every role can read this setting; use a proxy that needs no credentials from this host"}
 		}
 		c.HTTPProxy = p
 	}
@@ -455,6 +470,8 @@ func parsePolicy(loc *location, get func(string) (string, bool), base Policy,
 			p.ClientRoleMap, err = parseRoleMap(v, key, at(key))
 		case "role_from_identity":
 			p.RoleFromIdentity, err = parseBool(v, false, key, at(key))
+		case "allow_privileged_roles":
+			p.AllowPrivilegedRoles, err = parseBool(v, false, key, at(key))
 		case "log_accepted":
 			p.LogAccepted, err = parseBool(v, false, key, at(key))
 		}
@@ -468,7 +485,7 @@ func parsePolicy(loc *location, get func(string) (string, bool), base Policy,
 	}
 	if (p.RoleClaim == "") != (len(p.RoleMap) == 0) {
 		e := &ConfigError{Setting: SettingPrefix + "role_map",
-			Msg: `"oauth_jwt.role_claim" and "oauth_jwt.role_map" must be set together`}
+			Msg: `"oauth_jwt.role_claim" and "oauth_jwt.role_map" must be set together`, Err: errRoleClaimMapPair}
 		loc.apply(e)
 		return nil, e
 	}
@@ -710,4 +727,36 @@ func parseRoleMap(v, name string, loc *location) (map[string][]string, error) {
 		}
 	}
 	return m, nil
+}
+
+// errRoleClaimMapPair marks the one rule between two settings that
+// CheckSetting, which sees one setting at a time, leaves to ParseSettings.
+var errRoleClaimMapPair = errors.New("role_claim and role_map must be set together")
+
+// CheckSetting checks the value of one setting (name with or without the
+// "oauth_jwt." prefix) with the parser ParseSettings uses, as far as it
+// can be judged alone: rules between settings (role_claim with role_map,
+// jwks_uri needing https while require_https is on, http_timeout below
+// authentication_timeout) and the contents of the files named are left to
+// ParseSettings at login. The module's shim calls it from its GUC check
+// hooks. Unknown names are not judged (nil).
+func CheckSetting(name, value string) error {
+	name = strings.TrimPrefix(name, SettingPrefix)
+	switch {
+	case slices.Contains(policyKeys, name):
+		_, err := parsePolicy(nil, func(k string) (string, bool) {
+			if k == name {
+				return value, true
+			}
+			return "", false
+		}, Policy{}, false, nil)
+		if errors.Is(err, errRoleClaimMapPair) {
+			return nil
+		}
+		return err
+	case slices.Contains(serverKeys, name):
+		c := &Config{DataDirectory: "/", AuthenticationTimeout: 24 * time.Hour}
+		return c.parseServer(Settings{name: value})
+	}
+	return nil
 }

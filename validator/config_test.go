@@ -46,6 +46,12 @@ func TestConfigErrors(t *testing.T) {
 		{name: "cache_max_stale too large", settings: Settings{"cache_max_stale": "99999999"}, setting: "oauth_jwt.cache_max_stale"},
 		{name: "kid_refetch_interval zero", settings: Settings{"kid_refetch_interval": "0"}, setting: "oauth_jwt.kid_refetch_interval"},
 		{name: "http_proxy not a URL", settings: Settings{"http_proxy": "proxy:3128"}, setting: "oauth_jwt.http_proxy"},
+		{name: "http_proxy with credentials", settings: Settings{"http_proxy": "http://user:secret@proxy.example.com:3128"}, setting: "oauth_jwt.http_proxy", msg: "must not carry credentials"},
+		{name: "http_proxy with a user only", settings: Settings{"http_proxy": "socks5://user@proxy.example.com:1080"}, setting: "oauth_jwt.http_proxy", msg: "credentials"},
+		{name: "http_timeout below 100 ms", settings: Settings{"http_timeout": "99"}, setting: "oauth_jwt.http_timeout"},
+		{name: "cache_max_stale zero", settings: Settings{"cache_max_stale": "0"}, setting: "oauth_jwt.cache_max_stale"},
+		{name: "cache_max_stale above 7 days", settings: Settings{"cache_max_stale": "604801"}, setting: "oauth_jwt.cache_max_stale"},
+		{name: "allow_privileged_roles not a boolean", settings: Settings{"allow_privileged_roles": "sometimes"}, setting: "oauth_jwt.allow_privileged_roles"},
 		{name: "relative cache_dir without data directory", settings: Settings{"server.data_directory": "", "cache_dir": "cache"}, setting: "oauth_jwt.cache_dir"},
 		{name: "authentication_timeout junk", settings: Settings{"server.authentication_timeout": "1min"}, setting: "authentication_timeout"},
 		{name: "jwks_file relative", settings: Settings{"jwks_file": "keys.json"}, setting: "oauth_jwt.jwks_file", msg: "absolute path"},
@@ -306,5 +312,63 @@ func TestDefaultSourceNeedsCacheDir(t *testing.T) {
 	var ce *ConfigError
 	if !errors.As(err, &ce) || ce.Setting != "oauth_jwt.cache_dir" {
 		t.Fatalf("error %v, want a cache_dir config error", err)
+	}
+}
+
+// CheckSetting judges one value alone, as the shim's GUC check hooks ask:
+// what ParseSettings refuses about that value, never the rules between
+// settings.
+func TestCheckSetting(t *testing.T) {
+	for _, tc := range []struct {
+		name, setting, value, err string
+	}{
+		{name: "symmetric algorithm", setting: "allowed_algorithms", value: "RS256, HS256", err: "symmetric"},
+		{name: "prefixed name", setting: "oauth_jwt.leeway", value: "301", err: "from 0 to 300"},
+		{name: "claim path wildcard", setting: "role_claim", value: "groups.*", err: "not supported"},
+		{name: "role map pair without role", setting: "role_map", value: "dba=", err: "value=role pairs"},
+		{name: "client role map without client", setting: "client_role_map", value: "=loader", err: "value=role pairs"},
+		{name: "jwks_uri not a URL", setting: "jwks_uri", value: "keys.json", err: "https://"},
+		{name: "jwks_uri plain http elsewhere than loopback", setting: "jwks_uri", value: "http://idp.example.com/keys", err: "loopback"},
+		{name: "boolean", setting: "allow_privileged_roles", value: "maybe", err: "boolean"},
+		{name: "proxy credentials", setting: "http_proxy", value: "http://u:p@proxy:3128", err: "credentials"},
+		{name: "cache_max_stale zero", setting: "cache_max_stale", value: "0", err: "from 1 to 604800"},
+		{name: "http_timeout 50 ms", setting: "http_timeout", value: "50", err: "from 100 to 600000"},
+		{name: "role_map alone is fine", setting: "role_map", value: "dba=reader"},
+		{name: "role_claim alone is fine", setting: "role_claim", value: "groups"},
+		{name: "jwks_uri http on loopback (require_https is judged at login)", setting: "jwks_uri", value: "http://127.0.0.1:8080/keys"},
+		{name: "relative ca_file", setting: "ca_file", value: "idp-ca.pem"},
+		{name: "empty audience (judged at login, with issuer_config)", setting: "audience", value: ""},
+		{name: "http_timeout above authentication_timeout (clamped at login)", setting: "http_timeout", value: "600000"},
+		{name: "unknown name", setting: "no_such_setting", value: "x"},
+		{name: "proxy without credentials", setting: "http_proxy", value: "http://proxy.example.com:3128"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckSetting(tc.setting, tc.value)
+			if tc.err == "" {
+				if err != nil {
+					t.Fatalf("CheckSetting(%q, %q) = %v, want nil", tc.setting, tc.value, err)
+				}
+				return
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("CheckSetting(%q, %q) = %v, want a *ConfigError with %q", tc.setting, tc.value, err, tc.err)
+			}
+		})
+	}
+}
+
+// allow_privileged_roles is a policy key: off by default, on for the one
+// issuer whose section says so.
+func TestAllowPrivilegedRolesPerIssuer(t *testing.T) {
+	path := writeIssuerConfig(t, "[https://trusted]\nallow_privileged_roles = on\n\n[https://other]\naudience = other\n")
+	c, err := ParseSettings(Settings{"audience": "pg", "issuer_config": path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for iss, want := range map[string]bool{"https://trusted": true, "https://other": false, "https://unlisted": false} {
+		if got := c.PolicyFor(iss).AllowPrivilegedRoles; got != want {
+			t.Errorf("issuer %s: AllowPrivilegedRoles %v, want %v", iss, got, want)
+		}
 	}
 }

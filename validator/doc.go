@@ -79,9 +79,13 @@
 //   - Microsoft Entra ID: both kinds have header typ "JWT" and no typ
 //     claim; ID tokens carry "nonce" when the client sent one, and their
 //     aud is the client's application ID, while an access token for your
-//     API has the API's application ID URI or ID as aud. Configure the
+//     API has the API's application (client) ID as aud (v2 tokens always;
+//     v1 tokens may carry the application ID URI instead). Configure the
 //     API as audience and ID tokens fail aud_mismatch even without nonce.
 //     Entra v1 tokens name the client in "appid" (v2: "azp"); Okta in "cid".
+//     Tokens for Microsoft Graph are v1 tokens (iss
+//     "https://sts.windows.net/<tenant>/") and fail iss_mismatch against a
+//     v2 issuer.
 //   - Okta and Auth0: ID tokens have aud = the client ID (and usually
 //     nonce/at_hash); access tokens have aud = the API ("api://default",
 //     the Auth0 API identifier). The audience check separates them.
@@ -120,7 +124,7 @@
 //
 //   - role_claim and role_map: a value of the claim (a string, or an
 //     array whose string elements count) maps to the role, as in
-//     role_claim = groups, role_map = "dba=postgres, analysts=reader";
+//     role_claim = groups, role_map = "dba=dba_admin, analysts=reader";
 //   - client_role_map: the client (azp, else client_id, else appid, else cid) maps
 //     to the role, for machine tokens without groups: "etl=loader";
 //   - role_from_identity on: authn_id equals the role.
@@ -130,13 +134,29 @@
 // several roles. Matching is exact and case-sensitive. Anything else is
 // role_not_allowed.
 //
+// A granted role that is privileged is still refused, with
+// privileged_role, unless allow_privileged_roles is on for the issuer:
+// Request.RolePrivileges lists its SUPERUSER, BYPASSRLS and CREATEROLE
+// attributes and those of every role it is a member of, directly or not
+// (the module's shim reads them from pg_authid and pg_auth_members at the
+// login and passes them as the server fact server.role_privileges; see
+// ParseRolePrivileges). The detail names each attribute and the role that
+// holds it. A nil RolePrivileges (a caller that cannot know them, such as
+// oauth_jwt_check without --role-attributes) skips this check; the module
+// always sets it in delegated mode. Without delegate_ident_mapping the
+// pg_ident.conf map, the DBA's explicit list, decides and role attributes
+// are not checked.
+//
 // # Settings
 //
 // Settings are the oauth_jwt.* parameters without the prefix, as strings.
 // An empty value means the default. Lists are separated by commas and/or
 // white space; booleans are on/off (also true/false, yes/no, 1/0);
 // numbers are plain integers in the unit given. Relative paths are
-// relative to the data directory.
+// relative to the data directory. CheckSetting judges one value alone with
+// the same parsers (the module's GUC check hooks call it, so ALTER SYSTEM
+// refuses what a login would); the integer ranges below are those the
+// module's shim gives the server.
 //
 // Per-issuer (may be overridden in issuer_config):
 //
@@ -188,6 +208,10 @@
 //	role_map            value=role pairs, default empty; needs role_claim.
 //	client_role_map     clientid=role pairs, default empty.
 //	role_from_identity  bool, default off.
+//	allow_privileged_roles  bool, default off: in delegated mode, grant
+//	                    roles with SUPERUSER, BYPASSRLS or CREATEROLE (or
+//	                    members of such roles) too. MUST NOT be on for an
+//	                    issuer whose users choose their names or groups.
 //	log_accepted        bool, default off: log accepted tokens at LOG
 //	                    instead of DEBUG1.
 //
@@ -195,11 +219,11 @@
 //
 //	cache_dir               path, default <data_directory>/oauth_jwt_cache.
 //	cache_refresh_interval  seconds, default 300 (1..86400).
-//	cache_max_stale         seconds, default 3600 (1..2592000): how long
+//	cache_max_stale         seconds, default 3600 (1..604800): how long
 //	                        last-known-good keys are served, with a
 //	                        warning, while the provider fails.
 //	kid_refetch_interval    seconds, default 60 (1..86400).
-//	http_timeout            milliseconds, default 5000. It must stay below
+//	http_timeout            milliseconds, default 5000 (100..600000). It must stay below
 //	                        authentication_timeout: otherwise it is lowered
 //	                        to authentication_timeout minus 1 s (half of it
 //	                        when that is 1 s) and a warning is logged.
@@ -209,6 +233,9 @@
 //	                        by the trusted-file rule at every use.
 //	http_proxy              proxy URL, default empty = no proxy. The
 //	                        environment (HTTPS_PROXY...) is never consulted.
+//	                        Credentials in the URL are refused: any role
+//	                        can read the setting in a session that did
+//	                        not load the module.
 //	require_https           bool, default on. Off allows plain http for
 //	                        loopback hosts only (tests).
 //	issuer_config           path of the per-issuer file, default empty;
@@ -218,7 +245,9 @@
 // Server facts passed by the shim: server.data_directory,
 // server.authentication_timeout (seconds, default 60) and
 // server.module_path (the loaded oauth_jwt.so, whose directory holds the
-// oauth_jwt_fetch helper; read by the module, not by Settings). Other keys starting
+// oauth_jwt_fetch helper; read by the module, not by Settings) and
+// server.role_privileges (delegated logins: the requested role's
+// attributes, which the module puts in Request.RolePrivileges). Other keys starting
 // with "server." or "test.", and unknown keys, are ignored in Settings.
 //
 // # Per-issuer configuration
@@ -233,8 +262,10 @@
 //	role_map = dba=postgres, analysts=reader
 //
 //	[https://login.microsoftonline.com/<tenant>/v2.0]
-//	audience = api://pg
-//	authn_id_claim = preferred_username
+//	# v2 access tokens carry the API's application (client) ID as aud,
+//	# never its api:// URI
+//	audience = 11111111-2222-3333-4444-555555555555
+//	authn_id_claim = oid
 //
 // A section header is the issuer exactly as in pg_hba.conf; a section
 // applies when Request.Issuer equals it byte for byte. Lines are
@@ -289,6 +320,10 @@
 //	no_identity                authn_id_claim absent, empty, not a string or
 //	                           number, or containing NUL
 //	role_not_allowed           delegated mode: nothing grants the role
+//	privileged_role            delegated mode: the granted role has
+//	                           SUPERUSER, BYPASSRLS or CREATEROLE, or is a
+//	                           member of a role that has one, and
+//	                           allow_privileged_roles is off
 //
 // Internal errors (non-nil error; the server logs an internal error):
 //

@@ -42,8 +42,9 @@ const (
 	checkKeys       = "keys"   // the issuer's key set
 	checkKID        = "kid"    // a usable key for the token
 	checkSignature  = "signature"
-	checkIdentity   = "identity" // authn_id_claim
-	checkRole       = "role"     // delegated role mapping
+	checkIdentity   = "identity"   // authn_id_claim
+	checkRole       = "role"       // delegated role mapping
+	checkPrivileges = "privileges" // no privileged role unless allow_privileged_roles
 	// checkIntrospection: RFC 7662 (last for introspection = always; for
 	// an opaque token it runs right after parse and judges the answer).
 	checkIntrospection = "introspection"
@@ -53,13 +54,14 @@ var checkOrder = []string{
 	checkRequest, checkParse, checkAlg, checkCrit, checkKeyHeaders, checkCty,
 	checkType, checkIss, checkAud, checkExp, checkNbf, checkIat, checkClient,
 	checkScope, checkKeys, checkKID, checkSignature, checkIdentity, checkRole,
+	checkPrivileges,
 	checkIntrospection,
 }
 
 // CheckNames returns the names of the checks Explain reports, in the order
 // Validate runs them: request, parse, alg, crit, key_headers, cty,
 // token_type, iss, aud, exp, nbf, iat, client, scope, keys, kid,
-// signature, identity, role, introspection.
+// signature, identity, role, privileges, introspection.
 func CheckNames() []string { return slices.Clone(checkOrder) }
 
 // Check is one rule of Validate applied to one token, as Explain records it.
@@ -405,6 +407,12 @@ func (r *run) describe(c *Check) {
 		parts = append(parts, "identity "+quoteOrNone(r.authnID))
 		c.Got = strings.Join(parts, ", ")
 		c.Want = "role " + quote(r.req.Role) + " granted by role_map, client_role_map or role_from_identity"
+	case checkPrivileges:
+		c.Got = r.req.RolePrivileges.describe(r.req.Role)
+		if r.req.RolePrivileges == nil || len(r.req.RolePrivileges.List) == 0 {
+			c.Got = "role " + quote(r.req.Role) + " has none of SUPERUSER, BYPASSRLS, CREATEROLE"
+		}
+		c.Want = fmt.Sprintf("no SUPERUSER, BYPASSRLS or CREATEROLE, nor membership in a role with one (unless %q is on)", SettingPrefix+"allow_privileged_roles")
 	}
 }
 

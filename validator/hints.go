@@ -66,6 +66,10 @@ var hints = map[Reason]string{
 	ReasonRoleNotAllowed: "Map a value of the token's \"oauth_jwt.role_claim\" to the role in " +
 		"\"oauth_jwt.role_map\", or its client in \"oauth_jwt.client_role_map\"; or log in as a role the " +
 		"token grants.",
+	ReasonPrivilegedRole: "Map the token to a role that has the privileges it needs through GRANTs, without " +
+		"SUPERUSER, BYPASSRLS or CREATEROLE and without membership in a role that has them; for administrators, " +
+		"a pg_hba.conf line with map= (pg_ident.conf names exactly who may use the role); or, if the claims of " +
+		"this issuer are under your control alone, set \"oauth_jwt.allow_privileged_roles\" to on for it.",
 	ReasonTokenInactive: "The identity provider no longer vouches for the token (revoked, logged out, user " +
 		"disabled, or expired there): get a new token. If the provider answers \"active\" as a string or not " +
 		"at all, it does not follow RFC 7662.",
@@ -91,7 +95,7 @@ var reasonOrder = []Reason{
 	ReasonNotYetValid, ReasonIatInFuture, ReasonAzpNotAllowed, ReasonMissingScope,
 	ReasonKeysUnavailable, ReasonDiscoveryIssuerMismatch, ReasonUnknownKID,
 	ReasonKIDNotSigningKey, ReasonKeyAlgMismatch, ReasonKeyTypeMismatch, ReasonWeakKey,
-	ReasonBadSignature, ReasonNoIdentity, ReasonRoleNotAllowed,
+	ReasonBadSignature, ReasonNoIdentity, ReasonRoleNotAllowed, ReasonPrivilegedRole,
 	ReasonTokenInactive, ReasonIntrospectionFailed,
 	ReasonAudNotConfigured, ReasonConfig, ReasonInsecureCache, ReasonInternal,
 }

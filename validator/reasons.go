@@ -80,6 +80,11 @@ const (
 	// ReasonRoleNotAllowed: in delegated mode (delegate_ident_mapping=1),
 	// nothing in the token grants the requested role.
 	ReasonRoleNotAllowed Reason = "role_not_allowed"
+	// ReasonPrivilegedRole: in delegated mode, the token grants the
+	// requested role, but that role has SUPERUSER, BYPASSRLS or CREATEROLE
+	// or is a member of a role that has one, and allow_privileged_roles is
+	// off. The detail names the attribute and the role holding it.
+	ReasonPrivilegedRole Reason = "privileged_role"
 	// ReasonTokenInactive: the issuer's introspection endpoint (RFC 7662)
 	// did not report the token active: "active" is false (revoked, expired,
 	// session logged out, user disabled), absent, or not the JSON boolean

@@ -407,6 +407,40 @@ func corpus() []corpusCase {
 			req:      delegate("bob"), token: desc(nil)},
 		{name: "delegated without any mapping", want: ReasonRoleNotAllowed, authnID: "8d8b6a2c-alice", detail: "none is set",
 			req: delegate("postgres"), token: desc(nil)},
+
+		// --- delegated mode: privileged roles (the shim reads pg_authid) ---
+		{name: "role_map grants a superuser", want: ReasonPrivilegedRole, authnID: "8d8b6a2c-alice",
+			detail:   `role "postgres" has SUPERUSER`,
+			settings: Settings{"role_claim": "groups", "role_map": "dba=postgres"},
+			req:      delegatePriv("postgres", "SUPERUSER"), token: desc(nil)},
+		{name: "client_role_map grants a BYPASSRLS role", want: ReasonPrivilegedRole, authnID: "service-account-etl",
+			detail:   `role "loader" has BYPASSRLS`,
+			settings: Settings{"client_role_map": "etl=loader", "authn_id_claim": "preferred_username"},
+			req:      delegatePriv("loader", "BYPASSRLS"),
+			token:    desc(func(f *fixture, t *tok) { t.c("azp", "etl").c("preferred_username", "service-account-etl") })},
+		{name: "role_from_identity grants a CREATEROLE role", want: ReasonPrivilegedRole, authnID: "alice",
+			detail:   `role "alice" has CREATEROLE`,
+			settings: Settings{"role_from_identity": "on", "authn_id_claim": "preferred_username"},
+			req:      delegatePriv("alice", "CREATEROLE"), token: desc(nil)},
+		{name: "role_map grants a member of a superuser role", want: ReasonPrivilegedRole, authnID: "8d8b6a2c-alice",
+			detail:   `role "ops" is a member of "admins", which has SUPERUSER`,
+			settings: Settings{"role_claim": "groups", "role_map": "dba=ops"},
+			req:      delegatePriv("ops", "SUPERUSER:admins"), token: desc(nil)},
+		{name: "several attributes are all named", want: ReasonPrivilegedRole, authnID: "8d8b6a2c-alice",
+			detail:   `role "postgres" has SUPERUSER, BYPASSRLS and CREATEROLE and is a member of "a,b", which has BYPASSRLS`,
+			settings: Settings{"role_claim": "groups", "role_map": "dba=postgres"},
+			req:      delegatePriv("postgres", "SUPERUSER,BYPASSRLS,CREATEROLE,BYPASSRLS:a%2Cb"), token: desc(nil)},
+		{name: "privileged role not granted is role_not_allowed", want: ReasonRoleNotAllowed, authnID: "8d8b6a2c-alice",
+			settings: Settings{"role_claim": "groups", "role_map": "dba=reader"},
+			req:      delegatePriv("postgres", "SUPERUSER"), token: desc(nil)},
+		{name: "allow_privileged_roles lets role_map grant a superuser", want: ReasonOK, authnID: "8d8b6a2c-alice",
+			settings: Settings{"role_claim": "groups", "role_map": "dba=postgres", "allow_privileged_roles": "on"},
+			req:      delegatePriv("postgres", "SUPERUSER"), token: desc(nil)},
+		{name: "plain role granted", want: ReasonOK, authnID: "8d8b6a2c-alice",
+			settings: Settings{"role_claim": "groups", "role_map": "dba=reader"},
+			req:      delegatePriv("reader", ""), token: desc(nil)},
+		{name: "not delegated: privileges are the pg_ident map's business", want: ReasonOK, authnID: "8d8b6a2c-alice",
+			req: func(r *Request) { r.Role = "postgres"; r.RolePrivileges, _ = ParseRolePrivileges("SUPERUSER") }, token: desc(nil)},
 		{name: "not delegated: role is the server's business", want: ReasonOK, authnID: "8d8b6a2c-alice",
 			req: func(r *Request) { r.Role = "anything" }, token: desc(nil)},
 
@@ -431,6 +465,18 @@ func corpus() []corpusCase {
 
 func delegate(role string) func(*Request) {
 	return func(r *Request) { r.Delegate, r.Role = true, role }
+}
+
+// delegatePriv is delegate with the role's privileges as the shim passes
+// them (ParseRolePrivileges format).
+func delegatePriv(role, privileges string) func(*Request) {
+	return func(r *Request) {
+		p, err := ParseRolePrivileges(privileges)
+		if err != nil {
+			panic(err)
+		}
+		r.Delegate, r.Role, r.RolePrivileges = true, role, p
+	}
 }
 
 // singleKeySet is a key set with only the rsa1 key.
@@ -696,4 +742,37 @@ func TestCorpusCounts(t *testing.T) {
 		}
 	}
 	t.Logf("corpus: %d rejections, %d acceptances", neg, pos)
+}
+
+func TestParseRolePrivileges(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, err, out string
+	}{
+		{name: "empty attribute", in: "SUPERUSER,,BYPASSRLS", err: "expected ATTRIBUTE"},
+		{name: "attribute with space", in: "SUPER USER", err: "expected ATTRIBUTE"},
+		{name: "bad escape", in: "SUPERUSER:a%zz", err: "invalid URL escape"},
+		{name: "none", in: "none", out: "none"},
+		{name: "empty", in: " ", out: "none"},
+		{name: "own and via", in: "superuser,BYPASSRLS:admins", out: "SUPERUSER,BYPASSRLS:admins"},
+		{name: "escaped via", in: "CREATEROLE:a%2Cb%3Ac%25", out: "CREATEROLE:a%2Cb:c%25"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := ParseRolePrivileges(tc.in)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("ParseRolePrivileges(%q) = %v, want error with %q", tc.in, err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.String(); got != tc.out {
+				t.Errorf("String() = %q, want %q", got, tc.out)
+			}
+			if back, err := ParseRolePrivileges(p.String()); err != nil || back.String() != tc.out {
+				t.Errorf("round trip of %q: %v, %v", p.String(), back, err)
+			}
+		})
+	}
 }

@@ -250,8 +250,13 @@ func (r *run) roleStep() (grant string, res Result, done bool, err error) {
 		if r.tr != nil {
 			r.note("Granted: " + grant + ".")
 		}
+		if reason, detail = r.checkPrivileges(grant); reason != "" {
+			res, err = r.reject(reason, detail)
+			return "", res, true, err
+		}
 	} else {
 		r.skip(checkRole, "Without delegate_ident_mapping=1 the server maps the identity through the pg_ident.conf map of the pg_hba.conf line.")
+		r.skip(checkPrivileges, "Without delegate_ident_mapping=1 the DBA's pg_ident.conf map decides which roles an identity may use; role attributes are not checked.")
 	}
 	return grant, Result{}, false, nil
 }

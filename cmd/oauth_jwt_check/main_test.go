@@ -312,6 +312,10 @@ func tokenCases() []tokenCase {
 			return tok
 		}, code: 1},
 		{name: "no_identity", token: mint(std(nil)), args: []string{"--set", "authn_id_claim=email"}, code: 1},
+		{name: "privileged_role", token: mint(std(nil)),
+			args: []string{"--delegate", "--role", "postgres", "--set", "role_claim=groups", "--set", "role_map=analysts=postgres", "--role-attributes", "SUPERUSER,CREATEROLE:admins"}, code: 1},
+		{name: "ok_privileged_role_allowed", token: mint(std(nil)),
+			args: []string{"--delegate", "--role", "postgres", "--set", "role_claim=groups", "--set", "role_map=analysts=postgres", "--role-attributes", "SUPERUSER", "--set", "allow_privileged_roles=on"}},
 		{name: "role_not_allowed", token: mint(std(nil)),
 			args: []string{"--delegate", "--role", "postgres", "--set", "role_claim=groups", "--set", "role_map=dba=postgres", "--set", "client_role_map=etl=loader"}, code: 1},
 		{name: "config_error", token: mint(std(nil)), args: []string{"--set", "allowed_algorithms=RS256,HS256"}, code: 1},

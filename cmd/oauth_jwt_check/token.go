@@ -68,6 +68,7 @@ type identOut struct {
 
 type tokenFlags struct {
 	config, hba, issuer, scope, role, mapName string
+	roleAttributes                            string
 	dataDir, cacheDir, now, token             string
 	hbaLine                                   int
 	delegate, json                            bool
@@ -89,6 +90,7 @@ func cmdToken(e *env, args []string) int {
 	fs.BoolVar(&f.delegate, "delegate", false, "the pg_hba.conf line has delegate_ident_mapping=1 (with --issuer)")
 	fs.StringVar(&f.mapName, "map", "", "the pg_hba.conf ident map `name` (with --issuer; default none)")
 	fs.StringVar(&f.role, "role", "", "the `role` the client asks to log in as")
+	fs.StringVar(&f.roleAttributes, "role-attributes", "", "with delegate_ident_mapping=1: the privileged attributes of --role as the server reads them from pg_authid at login, which this tool cannot: `list` of SUPERUSER, BYPASSRLS, CREATEROLE, ATTRIBUTE:role for a role it is a member of, or none (README: \"Identity and roles\" has the query); without it the privileges check is skipped")
 	fs.StringVar(&f.cacheDir, "cache-dir", "", "key cache `directory` to use instead of a private temporary one; it must belong to you and be writable by no one else")
 	fs.StringVar(&f.now, "now", "", "judge at this `time` (RFC 3339 or Unix seconds) instead of now")
 	fs.DurationVar(&f.timeout, "timeout", time.Minute, "time limit of the whole check")
@@ -172,6 +174,19 @@ func explainToken(e *env, f *tokenFlags, pos []string) (int, error) {
 	}
 	if req.Delegate && req.Role == "" {
 		return exitUsage, errors.New("with delegate_ident_mapping=1 the module decides the role: give it with --role")
+	}
+	switch {
+	case f.roleAttributes != "":
+		p, err := validator.ParseRolePrivileges(f.roleAttributes)
+		if err != nil {
+			return exitUsage, fmt.Errorf("--role-attributes: %w", err)
+		}
+		req.RolePrivileges = p
+		if !req.Delegate {
+			rep.Notes = append(rep.Notes, "--role-attributes is ignored without delegate_ident_mapping=1: the pg_ident.conf map decides the role, and role attributes are not checked.")
+		}
+	case req.Delegate:
+		rep.Notes = append(rep.Notes, fmt.Sprintf("The attributes of role %q (SUPERUSER, BYPASSRLS, CREATEROLE, and those of the roles it is a member of) live in the server's pg_authid, which cannot be read offline: the privileges check is skipped. The server refuses such a role (privileged_role) unless \"oauth_jwt.allow_privileged_roles\" is on; give them with --role-attributes (none for a plain role).", req.Role))
 	}
 	rep.Request.Issuer, rep.Request.Scope, rep.Request.Role, rep.Request.Delegate = req.Issuer, req.Scope, req.Role, req.Delegate
 

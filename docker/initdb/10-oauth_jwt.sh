@@ -53,6 +53,7 @@ if [[ "$issuer" == http://* ]]; then conf[require_https]=off; fi
 
 known=" audience allowed_client_ids required_scopes allowed_algorithms leeway accept_id_tokens
 	jwks_uri discovery_url authn_id_claim role_claim role_map client_role_map role_from_identity
+	allow_privileged_roles
 	cache_dir cache_refresh_interval cache_max_stale kid_refetch_interval http_timeout ca_file
 	http_proxy require_https log_accepted issuer_config "
 for var in "${!OAUTH_JWT_@}"; do

@@ -221,7 +221,7 @@ func (r Rule) walk(file, dir string, links *int) (string, error) {
 	if err := r.checkDir(file, cur, &st); err != nil {
 		return "", err
 	}
-	for _, comp := range strings.Split(dir, "/") {
+	for comp := range strings.SplitSeq(dir, "/") {
 		if comp == "" || comp == "." {
 			continue
 		}
@@ -233,7 +233,10 @@ func (r Rule) walk(file, dir string, links *int) (string, error) {
 			continue
 		}
 		parentSticky := st.Mode&syscall.S_ISVTX != 0 && st.Mode&0o022 != 0
-		next := filepath.Join(cur, comp)
+		next := cur + "/" + comp // cur is clean: no "." or ".." in it
+		if cur == "/" {
+			next = "/" + comp
+		}
 		if err := lstat(next, &st); err != nil {
 			return "", err
 		}

@@ -197,9 +197,12 @@ func TestKeyCacheDirectory(t *testing.T) {
 		}
 		row.Token = "forged signature"
 		e.c.expect(t, row, "alice", forged(t, other), false, "bad_signature")
+		// An unknown kid is judged with the keys fetched for the login.
+		row.Token = "unknown kid"
+		e.c.expect(t, row, "alice", token(t, other, "alice", nil, testidp.WithKID("no-such-kid")), false, "unknown_kid")
 		// Never persisted: every such login fetches again.
-		if d, j := other.Requests(testidp.PathDiscovery), other.Requests(testidp.PathJWKS); d != 2 || j != 2 {
-			t.Errorf("two logins with an unwritable cache made %d discovery and %d JWKS requests, want 2 and 2 (nothing stored)", d, j)
+		if d, j := other.Requests(testidp.PathDiscovery), other.Requests(testidp.PathJWKS); d != 3 || j != 3 {
+			t.Errorf("three logins with an unwritable cache made %d discovery and %d JWKS requests, want 3 and 3 (nothing stored)", d, j)
 		}
 		e.c.SetHBA(loadkit.HBA("all", e.idp.Issuer()))
 		// Stale entries: the refetch cannot be written, the keys it

@@ -53,4 +53,9 @@ func OjwFreeResult(r *C.OjwResult) {
 	*r = C.OjwResult{}
 }
 
+// OjwCheckSetting accepts every value.
+//
+//export OjwCheckSetting
+func OjwCheckSetting(name, value *C.char) *C.char { return nil }
+
 func main() {}

@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"debug/elf"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -78,4 +80,83 @@ func TestShimHasNoTokenLogic(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The constructors run in this order (DESIGN.md §3.2): the shim's
+// priority-101 one blocks signals and narrows the CPUs, then the Go
+// runtime's starts its first thread, which inherits both, then the one in
+// cshim/oauth_jwt_late.c (linked after the Go archive) gives the loading
+// thread its mask and CPUs back, before the server checks the magic block.
+// Read from the .init_array of both builds.
+func TestConstructorOrder(t *testing.T) {
+	e := pgtest.LoadEnv(t)
+	for _, lib := range []string{
+		filepath.Join(e.BuildDir, "..", "oauth_jwt.so"),
+		filepath.Join(e.ModuleDir, "oauth_jwt.so"),
+		filepath.Join(e.ModuleDir, "oauth_jwt_badmagic.so"),
+	} {
+		order := initArray(t, lib)
+		pos := func(prefix string) int {
+			for i, name := range order {
+				if strings.HasPrefix(name, prefix) {
+					return i
+				}
+			}
+			return -1
+		}
+		block, rt0, late := pos("ojw_block_before_go"), pos("_rt0_"), pos("ojw_after_go_runtime_start")
+		if block < 0 || rt0 < 0 || late < 0 || !(block < rt0 && rt0 < late) {
+			t.Errorf("%s: constructors run in the order %v; want ojw_block_before_go, then the Go runtime's _rt0_*_lib, then ojw_after_go_runtime_start", lib, order)
+		} else {
+			t.Logf("%s: %v", filepath.Base(lib), order)
+		}
+	}
+}
+
+// initArray names the functions of lib's .init_array in the order the
+// dynamic loader calls them (relative relocations hold their addresses).
+func initArray(t *testing.T, lib string) []string {
+	t.Helper()
+	f, err := elf.Open(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ia := f.Section(".init_array")
+	rela := f.Section(".rela.dyn")
+	if ia == nil || rela == nil {
+		t.Fatalf("%s has no .init_array or .rela.dyn", lib)
+	}
+	syms, err := f.Symbols()
+	if err != nil {
+		t.Fatalf("%s: %v (the test needs an unstripped build)", lib, err)
+	}
+	byAddr := map[uint64]string{}
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0 {
+			byAddr[s.Value] = s.Name
+		}
+	}
+	data, err := rela.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := map[uint64]uint64{} // slot address -> function address
+	for i := 0; i+24 <= len(data); i += 24 {
+		off := f.ByteOrder.Uint64(data[i:])
+		typ := uint32(f.ByteOrder.Uint64(data[i+8:]))
+		if typ == uint32(elf.R_X86_64_RELATIVE) && f.Machine == elf.EM_X86_64 ||
+			typ == uint32(elf.R_AARCH64_RELATIVE) && f.Machine == elf.EM_AARCH64 {
+			target[off] = f.ByteOrder.Uint64(data[i+16:])
+		}
+	}
+	var order []string
+	for slot := ia.Addr; slot < ia.Addr+ia.Size; slot += 8 {
+		name := byAddr[target[slot]]
+		if name == "" {
+			name = fmt.Sprintf("%#x", target[slot])
+		}
+		order = append(order, name)
+	}
+	return order
 }

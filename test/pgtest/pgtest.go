@@ -31,7 +31,7 @@ type Env struct {
 	PGConfig  string // pg_config of PostgreSQL 18
 	BinDir    string // its bindir
 	BuildDir  string // the repository's build/ directory
-	ModuleDir string // BuildDir/test: oauth_jwt.so (with test triggers), oauth_noop.so, oauth_gonoop.so
+	ModuleDir string // BuildDir/test: oauth_jwt.so (with test triggers), oauth_jwt_badmagic.so, oauth_noop.so, oauth_gonoop.so
 }
 
 var (
@@ -57,7 +57,7 @@ func LoadEnv(t testing.TB) Env {
 		}
 		env = Env{PGConfig: pgc, BinDir: strings.TrimSpace(string(out)), BuildDir: build,
 			ModuleDir: filepath.Join(build, "test")}
-		for _, f := range []string{"oauth_jwt.so", "oauth_noop.so", "oauth_gonoop.so", FetchHelper} {
+		for _, f := range []string{"oauth_jwt.so", "oauth_jwt_badmagic.so", "oauth_noop.so", "oauth_gonoop.so", FetchHelper} {
 			if _, err := os.Stat(filepath.Join(env.ModuleDir, f)); err != nil {
 				envErr = fmt.Errorf("%s is missing: run `make test-modules` (or `make test`)", filepath.Join(env.ModuleDir, f))
 				return
@@ -119,7 +119,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	if err := os.MkdirAll(libDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"oauth_jwt.so", "oauth_noop.so", "oauth_gonoop.so", FetchHelper} {
+	for _, f := range []string{"oauth_jwt.so", "oauth_jwt_badmagic.so", "oauth_noop.so", "oauth_gonoop.so", FetchHelper} {
 		from := filepath.Join(e.ModuleDir, f)
 		if opts.Production && (f == "oauth_jwt.so" || f == FetchHelper) {
 			from = filepath.Join(e.BuildDir, "..", f)

@@ -132,7 +132,22 @@ func OjwBegin(token, issuer, scope, role *C.char, delegate C.int,
 	for i := range nameSlice {
 		settings[C.GoString(nameSlice[i])] = C.GoString(valueSlice[i])
 	}
-	testHookBegin(req)
+	// The shim reads the requested role's attributes from pg_authid for
+	// every delegated login; without them no role may be granted.
+	if req.Delegate {
+		raw, ok := settings[validator.ServerRolePrivileges]
+		if !ok {
+			fillInternal(r, "the shim did not pass "+validator.ServerRolePrivileges)
+			return -1
+		}
+		priv, err := validator.ParseRolePrivileges(raw)
+		if err != nil {
+			fillInternal(r, "cannot read "+validator.ServerRolePrivileges+": "+err.Error())
+			return -1
+		}
+		req.RolePrivileges = priv
+	}
+	testHookBegin(req, settings)
 
 	ctx, cancel := context.WithTimeout(context.Background(), overallTimeout(settings))
 	if !testHookForceAsync(req) {
@@ -213,6 +228,30 @@ func OjwFreeResult(r *C.OjwResult) {
 		C.free(unsafe.Pointer(r.logs))
 	}
 	*r = C.OjwResult{}
+}
+
+// OjwCheckSetting checks the value of one setting with the validator's
+// own parser (validator.CheckSetting), for the shim's GUC check hooks. It
+// returns NULL when the value is valid, else what is wrong as a sentence,
+// allocated with C malloc: the caller frees it.
+//
+//export OjwCheckSetting
+func OjwCheckSetting(name, value *C.char) (msg *C.char) {
+	defer func() {
+		if p := recover(); p != nil {
+			msg = C.CString(fmt.Sprintf("Internal error while checking the value: %v.", p))
+		}
+	}()
+	err := validator.CheckSetting(C.GoString(name), C.GoString(value))
+	if err == nil {
+		return nil
+	}
+	text := err.Error()
+	var ce *validator.ConfigError
+	if errors.As(err, &ce) {
+		text = ce.Msg
+	}
+	return C.CString(capitalize(text) + ".")
 }
 
 // run validates in its own goroutine and signals completion on the pipe.
@@ -313,10 +352,11 @@ func (a afterFetch) Keys(ctx context.Context, q keycache.Query) (keycache.Keys, 
 	if nn.Query == a.last.query && a.last.err != nil {
 		return keycache.Keys{}, a.last.err
 	}
-	if nn.Query == a.last.query && a.last.keys != nil {
+	if a.last.keys != nil && sameIssuerQuery(nn.Query, a.last.query) {
 		// The cache directory is not writable: the keys the helper just
 		// fetched (and the validator checks the token against) serve
-		// this login; Keys.Unstored makes the validator warn.
+		// this login; Keys.Unstored makes the validator warn. They are
+		// also the answer to an unknown kid: they were fetched just now.
 		return *a.last.keys, nil
 	}
 	if a.last.last {
@@ -324,6 +364,13 @@ func (a afterFetch) Keys(ctx context.Context, q keycache.Query) (keycache.Keys, 
 			keycache.ErrUnavailable, q.Issuer, maxFetchRounds, HelperName)
 	}
 	return keycache.Keys{}, err
+}
+
+// sameIssuerQuery reports whether a and b ask for the same key set, an
+// unknown kid aside.
+func sameIssuerQuery(a, b keycache.Query) bool {
+	a.MissingKID, b.MissingKID = "", ""
+	return a == b
 }
 
 // finish copies the outcome into r and releases the pipe.

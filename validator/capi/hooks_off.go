@@ -5,7 +5,7 @@ package main
 import "github.com/oauth-jwt/oauth_jwt/validator"
 
 // Production builds have no test triggers: these compile to nothing.
-func testHookBegin(validator.Request) {}
-func testHookRun(validator.Request)   {}
+func testHookBegin(validator.Request, validator.Settings) {}
+func testHookRun(validator.Request)                       {}
 
 func testHookForceAsync(validator.Request) bool { return false }
