@@ -1,15 +1,16 @@
 package keycache
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/oauth-jwt/oauth_jwt/internal/trustedfile"
@@ -90,7 +91,7 @@ func (c *Cache) LookupIntrospection(key string, maxAge time.Duration) (answer []
 	}
 	now := c.now()
 	if !now.Before(time.Unix(m[1].Int(), 0)) {
-		_ = os.Remove(path) // expired for everyone
+		_ = syscall.Unlink(path) // expired for everyone
 		return nil, false, nil
 	}
 	if !now.Before(time.Unix(0, m[3].Int()).Add(maxAge)) {
@@ -116,20 +117,33 @@ func (c *Cache) StoreIntrospection(key string, answer []byte, expires time.Time)
 	b.WriteString(`,"answer":`)
 	b.Write(answer)
 	b.WriteString("}\n")
-	f, err := os.CreateTemp(c.dir, ".introspect.tmp*") // O_EXCL, mode 0600
+	// Raw system calls: this runs in the backend, where an *os.File would
+	// set up the runtime's network poller and attach a finalizer.
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(c.dir, ".introspect.tmp"+hex.EncodeToString(rnd[:]))
+	fd, err := syscall.Open(tmp, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("keycache: writing an introspection cache entry: %w", err)
+		return errors.New("keycache: writing an introspection cache entry failed")
 	}
-	tmp := f.Name()
-	_, err = f.WriteString(b.String())
-	if cerr := f.Close(); err == nil {
+	data := []byte(b.String())
+	for len(data) > 0 && err == nil {
+		var n int
+		n, err = syscall.Write(fd, data)
+		if err == syscall.EINTR {
+			err = nil
+			continue
+		}
+		data = data[n:]
+	}
+	if cerr := syscall.Close(fd); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(c.dir, introPrefix+key+entrySuffix))
+		err = syscall.Rename(tmp, filepath.Join(c.dir, introPrefix+key+entrySuffix))
 	}
 	if err != nil {
-		os.Remove(tmp)
+		_ = syscall.Unlink(tmp)
 		return errors.New("keycache: writing an introspection cache entry failed")
 	}
 	return nil
