@@ -286,6 +286,8 @@ func (e *env) refused(t *testing.T, role, tok, reason string) string {
 		t.Errorf("server log lacks reason %q:\n%s", reason, scrub(log))
 	}
 	assertNoToken(t, log, tok)
+	// The troubleshooting tool must explain the same refusal.
+	e.compareTool(t, role, tok, reason)
 	return log
 }
 
