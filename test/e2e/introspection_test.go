@@ -172,7 +172,8 @@ func (e *env) compareTool(t *testing.T, role, tok, logged string) {
 	}
 	hba := filepath.Join(e.Data, "pg_hba.conf")
 	line := hbaLineFor(t, hba, role)
-	args := []string{"token", "--hba", hba, "--hba-line", strconv.Itoa(line), "--role", role, "--json"}
+	args := []string{"token", "--hba", hba, "--hba-line", strconv.Itoa(line), "--role", role, "--json",
+		"--cache-dir", e.cacheCopy(t)}
 	for k, v := range e.conf {
 		name := strings.TrimPrefix(k, "oauth_jwt.")
 		if name == k {
@@ -202,6 +203,36 @@ func (e *env) compareTool(t *testing.T, role, tok, logged string) {
 		t.Errorf("oauth_jwt_check says %q, the server logged %q", rep.Reason, logged)
 	}
 	assertNoToken(t, string(out), tok)
+}
+
+// cacheCopy copies the server's key cache into a directory of the server's
+// OS user, so that the tool judges with the same keys and the same refetch
+// history (an unknown kid within kid_refetch_interval is refused without a
+// fetch) without changing what the server will do next.
+func (e *env) cacheCopy(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ojw-check-cache-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	dst := filepath.Join(dir, "cache")
+	if err := os.Mkdir(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	e.chownServer(t, dir)
+	e.chownServer(t, dst)
+	src := filepath.Join(e.Data, "oauth_jwt_cache")
+	if _, err := os.Stat(src); err == nil {
+		cp := exec.Command("cp", "-a", src+"/.", dst)
+		if os.Geteuid() == 0 {
+			cp = exec.Command("runuser", "-u", pgtest.ServerUser, "--", "cp", "-a", src+"/.", dst)
+		}
+		if out, err := cp.CombinedOutput(); err != nil {
+			t.Fatalf("copying the key cache: %v: %s", err, out)
+		}
+	}
+	return dst
 }
 
 // hbaLineFor is the number of the first host oauth line of path whose
