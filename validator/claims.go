@@ -104,6 +104,11 @@ func (r *run) checkIdentity() (Reason, string) {
 		return ReasonNoIdentity, fmt.Sprintf("The claim %s (%q) is empty.", quote(path), SettingPrefix+"authn_id_claim")
 	case strings.IndexByte(id, 0) >= 0:
 		return ReasonNoIdentity, fmt.Sprintf("The claim %s (%q) contains a NUL character.", quote(path), SettingPrefix+"authn_id_claim")
+	case containsTokenText(id, r.req.Token):
+		// PostgreSQL logs the identity ("connection authenticated"): an
+		// identity made of the token (an introspection answer echoing it,
+		// a claim repeating the header segment) would put it in the log.
+		return ReasonNoIdentity, fmt.Sprintf("The claim %s (%q) holds the token itself, or a part of it; it cannot be an identity.", quote(path), SettingPrefix+"authn_id_claim")
 	}
 	if why := identityProblem(id); why != "" {
 		return ReasonInvalidIdentity, fmt.Sprintf("The claim %s (%q) contains %s; the identity is written into the server's log lines and must not break or reorder them.",

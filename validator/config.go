@@ -47,6 +47,11 @@ const (
 	// CacheDirName is the directory created under the data directory when
 	// oauth_jwt.cache_dir is empty.
 	CacheDirName = "oauth_jwt_cache"
+	// DefaultIntrospectionCacheTTL is the default of
+	// oauth_jwt.introspection_cache_ttl.
+	DefaultIntrospectionCacheTTL = 30 * time.Second
+	// MaxIntrospectionCacheTTL is the largest introspection_cache_ttl.
+	MaxIntrospectionCacheTTL = time.Hour
 	// SettingPrefix is the prefix of every setting name in postgresql.conf.
 	SettingPrefix = "oauth_jwt."
 )
@@ -106,6 +111,29 @@ type Policy struct {
 	// DiscoveryURL overrides where the discovery document is fetched; its
 	// "issuer" must still equal the pg_hba issuer (oauth_jwt.discovery_url).
 	DiscoveryURL string
+	// JWKSFile, when set, is a JWK set on disk that holds the issuer's keys
+	// (oauth_jwt.jwks_file): an absolute path, read with the trusted-file
+	// checks and re-read when it changes. No network request is ever made
+	// for the issuer; it excludes JWKSURI and DiscoveryURL.
+	JWKSFile string
+	// Introspection says which tokens are also checked with the issuer's
+	// RFC 7662 introspection endpoint (oauth_jwt.introspection):
+	// IntrospectionOff (default), IntrospectionOpaque (tokens that are not
+	// JWTs are introspected; JWTs are verified offline) or
+	// IntrospectionAlways (a JWT is verified offline, then must be active).
+	Introspection string
+	// IntrospectionEndpoint overrides the discovery document's
+	// introspection_endpoint (oauth_jwt.introspection_endpoint).
+	IntrospectionEndpoint string
+	// IntrospectionClientID and IntrospectionSecretFile are the
+	// confidential client the module authenticates as (HTTP Basic); the
+	// secret is read from the file, never from a setting.
+	IntrospectionClientID   string
+	IntrospectionSecretFile string
+	// IntrospectionCacheTTL: a positive answer is reused for at most this
+	// long (never past the token's exp); 0 asks at every login
+	// (oauth_jwt.introspection_cache_ttl).
+	IntrospectionCacheTTL time.Duration
 	// AuthnIDClaim is the path of the claim that becomes authn_id
 	// (oauth_jwt.authn_id_claim).
 	AuthnIDClaim string
@@ -246,7 +274,9 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // it with the server, so a key added here is accepted on a line too.
 var policyKeys = []string{
 	"audience", "allowed_client_ids", "required_scopes", "allowed_algorithms",
-	"leeway", "accept_id_tokens", "jwks_uri", "discovery_url",
+	"leeway", "accept_id_tokens", "jwks_uri", "discovery_url", "jwks_file",
+	"introspection", "introspection_endpoint", "introspection_client_id",
+	"introspection_secret_file", "introspection_cache_ttl",
 	"authn_id_claim", "role_claim", "role_map", "client_role_map",
 	"role_from_identity", "enforce_hba_scope", "max_token_lifetime",
 	"allow_privileged_roles", "log_accepted",
@@ -447,6 +477,28 @@ func parsePolicy(loc *location, get func(string) (string, bool), base Policy,
 			p.JWKSURI, err = parseURL(v, requireHTTPS, key, at(key))
 		case "discovery_url":
 			p.DiscoveryURL, err = parseURL(v, requireHTTPS, key, at(key))
+		case "jwks_file":
+			p.JWKSFile, err = parseFilePath(v, key, at(key))
+		case "introspection":
+			switch strings.ToLower(v) {
+			case "", IntrospectionOff:
+				p.Introspection = IntrospectionOff
+			case IntrospectionOpaque, IntrospectionAlways:
+				p.Introspection = strings.ToLower(v)
+			default:
+				e := &ConfigError{Setting: SettingPrefix + key, Msg: fmt.Sprintf("expected off, opaque or always, got %q", v)}
+				at(key).apply(e)
+				err = e
+			}
+		case "introspection_endpoint":
+			p.IntrospectionEndpoint, err = parseURL(v, requireHTTPS, key, at(key))
+		case "introspection_client_id":
+			p.IntrospectionClientID = v
+		case "introspection_secret_file":
+			p.IntrospectionSecretFile, err = parseFilePath(v, key, at(key))
+		case "introspection_cache_ttl":
+			p.IntrospectionCacheTTL = DefaultIntrospectionCacheTTL
+			err = parseDuration(v, &p.IntrospectionCacheTTL, time.Second, 0, int(MaxIntrospectionCacheTTL/time.Second), key, at(key))
 		case "authn_id_claim":
 			if v == "" {
 				v = DefaultAuthnIDClaim
@@ -478,6 +530,10 @@ func parsePolicy(loc *location, get func(string) (string, bool), base Policy,
 			return nil, err
 		}
 	}
+	if err := checkKeySources(&p); err != nil {
+		loc.apply(err)
+		return nil, err
+	}
 	if (p.RoleClaim == "") != (len(p.RoleMap) == 0) {
 		e := &ConfigError{Setting: SettingPrefix + "role_map",
 			Msg: `"oauth_jwt.role_claim" and "oauth_jwt.role_map" must be set together`, Err: errRoleClaimMapPair}
@@ -485,6 +541,49 @@ func parsePolicy(loc *location, get func(string) (string, bool), base Policy,
 		return nil, e
 	}
 	return &p, nil
+}
+
+// checkKeySources refuses a policy that names two places for the keys: a
+// key file means no network for the issuer, so it cannot go with a URL.
+func checkKeySources(p *Policy) *ConfigError {
+	if p.Introspection != IntrospectionOff && p.Introspection != "" {
+		switch {
+		case p.JWKSFile != "":
+			return &ConfigError{Setting: SettingPrefix + "introspection",
+				Msg: fmt.Sprintf("%q and %q cannot both be set for one issuer: a key file means no request is ever made to the identity provider", SettingPrefix+"introspection", SettingPrefix+"jwks_file")}
+		case p.IntrospectionClientID == "":
+			return &ConfigError{Setting: SettingPrefix + "introspection_client_id",
+				Msg: "introspection needs the id of a confidential client of the identity provider"}
+		case p.IntrospectionSecretFile == "":
+			return &ConfigError{Setting: SettingPrefix + "introspection_secret_file",
+				Msg: "introspection needs the file holding the client secret (a secret is never a setting value)"}
+		}
+	}
+	if p.JWKSFile == "" {
+		return nil
+	}
+	for _, o := range []struct{ name, v string }{{"jwks_uri", p.JWKSURI}, {"discovery_url", p.DiscoveryURL}} {
+		if o.v != "" {
+			return &ConfigError{Setting: SettingPrefix + "jwks_file",
+				Msg: fmt.Sprintf("%q and %q cannot both be set for one issuer: a key file means no request is ever made to the identity provider", SettingPrefix+"jwks_file", SettingPrefix+o.name)}
+		}
+	}
+	return nil
+}
+
+// parseFilePath checks the path of a trusted file named in a policy: it
+// must be absolute (a section of issuer_config and postgresql.conf must
+// mean the same file whatever the current directory).
+func parseFilePath(v, name string, loc *location) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if !filepath.IsAbs(v) || strings.ContainsRune(v, 0) {
+		e := &ConfigError{Setting: SettingPrefix + name, Msg: fmt.Sprintf("expected an absolute path, got %q", v)}
+		loc.apply(e)
+		return "", e
+	}
+	return filepath.Clean(v), nil
 }
 
 // splitList splits a list separated by commas and/or white space.

@@ -54,6 +54,9 @@ func TestConfigErrors(t *testing.T) {
 		{name: "allow_privileged_roles not a boolean", settings: Settings{"allow_privileged_roles": "sometimes"}, setting: "oauth_jwt.allow_privileged_roles"},
 		{name: "relative cache_dir without data directory", settings: Settings{"server.data_directory": "", "cache_dir": "cache"}, setting: "oauth_jwt.cache_dir"},
 		{name: "authentication_timeout junk", settings: Settings{"server.authentication_timeout": "1min"}, setting: "authentication_timeout"},
+		{name: "jwks_file relative", settings: Settings{"jwks_file": "keys.json"}, setting: "oauth_jwt.jwks_file", msg: "absolute path"},
+		{name: "jwks_file with jwks_uri", settings: Settings{"jwks_file": "/etc/keys.json", "jwks_uri": "https://idp.example.com/jwks"}, setting: "oauth_jwt.jwks_file", msg: `"oauth_jwt.jwks_uri"`},
+		{name: "jwks_file with discovery_url", settings: Settings{"jwks_file": "/etc/keys.json", "discovery_url": "https://idp.example.com/d"}, setting: "oauth_jwt.jwks_file", msg: `"oauth_jwt.discovery_url"`},
 		{name: "missing issuer_config file", settings: Settings{"issuer_config": "/nonexistent/issuers.conf"}, setting: "oauth_jwt.issuer_config"},
 	}
 	for _, tc := range cases {
@@ -96,6 +99,9 @@ func TestParseSettingsDefaults(t *testing.T) {
 		AuthnIDClaim:      "sub",
 		EnforceHBAScope:   true,
 		MaxTokenLifetime:  24 * time.Hour,
+		Introspection:     IntrospectionOff,
+
+		IntrospectionCacheTTL: 30 * time.Second,
 	}
 	if !reflect.DeepEqual(p, want) {
 		t.Errorf("default policy:\n got %+v\nwant %+v", p, want)

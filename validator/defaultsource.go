@@ -12,7 +12,7 @@ import (
 // defaultSource builds the server-wide key cache of cfg: one HTTP client
 // (http_timeout, ca_file, http_proxy) and one cache directory shared by all
 // backends.
-func defaultSource(cfg *Config, now func() time.Time) (keycache.Source, error) {
+func defaultSource(cfg *Config, now func() time.Time) (*keycache.Cache, error) {
 	if cfg.CacheDir == "" {
 		return nil, &ConfigError{Setting: SettingPrefix + "cache_dir",
 			Msg: "no key cache directory: set it, or let the server pass its data directory"}

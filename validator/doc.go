@@ -230,6 +230,30 @@
 //	discovery_url       URL, default issuer + "/.well-known/openid-configuration";
 //	                    for an internal address of the provider. The
 //	                    document's issuer must still equal the pg_hba issuer.
+//	jwks_file           absolute path, default empty: the issuer's keys from
+//	                    a JWK set on disk, re-read when it changes (stat
+//	                    stamp), with the trusted-file checks (owner the
+//	                    server's user or root, not writable by group or
+//	                    others, no symlink or FIFO, at most MaxKeyFileBytes,
+//	                    no directory above writable by others). No request
+//	                    is ever made for the issuer. Excludes jwks_uri and
+//	                    discovery_url; a bad file is keys_unavailable.
+//	introspection       off (default), opaque or always: RFC 7662. opaque
+//	                    judges tokens that are not JWTs by the issuer's
+//	                    answer ("active" the JSON boolean true, then the
+//	                    same claim checks as a JWT's, iss optional);
+//	                    always also requires a JWT that passed every
+//	                    offline check to be active. token_inactive and
+//	                    introspection_failed; fails closed, never stale.
+//	introspection_endpoint URL, default the discovery document's.
+//	introspection_client_id, introspection_secret_file: the confidential
+//	                    client (HTTP Basic, RFC 6749 section 2.3.1
+//	                    encoding); the secret file gets the trusted-file
+//	                    rule and must not be readable by others.
+//	introspection_cache_ttl seconds, default 30, 0 to 3600: positive
+//	                    answers are shared by all backends for at most this
+//	                    long and never past exp, keyed by a hash of the
+//	                    token; negative answers are never cached.
 //	authn_id_claim      claim path, default "sub".
 //	role_claim          claim path, default empty; needs role_map.
 //	role_map            value=role pairs, default empty; needs role_claim.

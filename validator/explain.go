@@ -46,6 +46,9 @@ const (
 	checkIdentity   = "identity"   // authn_id_claim
 	checkRole       = "role"       // delegated role mapping
 	checkPrivileges = "privileges" // no privileged role unless allow_privileged_roles
+	// checkIntrospection: RFC 7662 (last for introspection = always; for
+	// an opaque token it runs right after parse and judges the answer).
+	checkIntrospection = "introspection"
 )
 
 var checkOrder = []string{
@@ -53,12 +56,13 @@ var checkOrder = []string{
 	checkType, checkIss, checkAud, checkExp, checkNbf, checkIat, checkLifetime, checkClient,
 	checkScope, checkKeys, checkKID, checkSignature, checkIdentity, checkRole,
 	checkPrivileges,
+	checkIntrospection,
 }
 
 // CheckNames returns the names of the checks Explain reports, in the order
 // Validate runs them: request, parse, alg, crit, key_headers, cty,
 // token_type, iss, aud, exp, nbf, iat, lifetime, client, scope, keys, kid,
-// signature, identity, role, privileges.
+// signature, identity, role, privileges, introspection.
 func CheckNames() []string { return slices.Clone(checkOrder) }
 
 // Check is one rule of Validate applied to one token, as Explain records it.
@@ -398,6 +402,14 @@ func (r *run) describe(c *Check) {
 	case checkIdentity:
 		c.Got = claimOrAbsent(gjson.GetBytes(r.tok.payload, r.pol.AuthnIDClaim))
 		c.Want = fmt.Sprintf("claim %s (%q): a non-empty string or a number, without control or bidirectional formatting characters", quote(r.pol.AuthnIDClaim), SettingPrefix+"authn_id_claim")
+	case checkIntrospection:
+		c.Want = "the issuer's introspection endpoint reports the token active (the JSON boolean true)"
+		if r.pol != nil {
+			c.Got = "introspection " + quote(r.pol.Introspection)
+			if r.pol.IntrospectionEndpoint != "" {
+				c.Got += " at " + r.pol.IntrospectionEndpoint
+			}
+		}
 	case checkRole:
 		var parts []string
 		if r.pol.RoleClaim != "" {
@@ -456,6 +468,8 @@ func dateOrAbsent(v gjson.Result, now float64) string {
 // keySourceText says where the key source looks for an issuer's keys.
 func keySourceText(p *Policy, issuer string) string {
 	switch {
+	case p.JWKSFile != "":
+		return fmt.Sprintf("the file %s (%q; no network request is made)", p.JWKSFile, SettingPrefix+"jwks_file")
 	case p.JWKSURI != "":
 		return fmt.Sprintf("%s (%q)", p.JWKSURI, SettingPrefix+"jwks_uri")
 	case p.DiscoveryURL != "":

@@ -40,6 +40,7 @@ func ExampleVerifier_Explain() {
 	// skip identity
 	// skip role
 	// skip privileges
+	// skip introspection
 	// azp_not_allowed - one of "etl"
 	// Add the client id to "oauth_jwt.allowed_client_ids", or make the program use an allowed client (libpq's oauth_client_id).
 }

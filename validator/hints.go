@@ -77,6 +77,13 @@ var hints = map[Reason]string{
 		"SUPERUSER, BYPASSRLS or CREATEROLE and without membership in a role that has them; for administrators, " +
 		"a pg_hba.conf line with map= (pg_ident.conf names exactly who may use the role); or, if the claims of " +
 		"this issuer are under your control alone, set \"oauth_jwt.allow_privileged_roles\" to on for it.",
+	ReasonTokenInactive: "The identity provider no longer vouches for the token (revoked, logged out, user " +
+		"disabled, or expired there): get a new token. If the provider answers \"active\" as a string or not " +
+		"at all, it does not follow RFC 7662.",
+	ReasonIntrospectionFailed: "The introspection endpoint gave no usable answer: check the network from the " +
+		"server host, \"oauth_jwt.introspection_endpoint\" (or the discovery document's), the client id and " +
+		"secret file (a 401 means the provider refused them) and \"oauth_jwt.http_timeout\". Logins fail " +
+		"closed until it answers.",
 	ReasonConfig: "Fix the setting the message names (in postgresql.conf or the issuer_config file) and " +
 		"reload; every login fails until then.",
 	ReasonAudNotConfigured: "Set \"oauth_jwt.audience\" globally, or in this issuer's section of the " +
@@ -96,7 +103,7 @@ var reasonOrder = []Reason{
 	ReasonKeysUnavailable, ReasonDiscoveryIssuerMismatch, ReasonUnknownKID,
 	ReasonKIDNotSigningKey, ReasonKeyAlgMismatch, ReasonKeyTypeMismatch, ReasonWeakKey,
 	ReasonBadSignature, ReasonNoIdentity, ReasonInvalidIdentity, ReasonRoleNotAllowed,
-	ReasonPrivilegedRole,
+	ReasonPrivilegedRole, ReasonTokenInactive, ReasonIntrospectionFailed,
 	ReasonAudNotConfigured, ReasonConfig, ReasonInsecureCache, ReasonInternal,
 }
 

@@ -214,3 +214,17 @@ func scrub(logs []LogRecord, tok string) []LogRecord {
 	}
 	return logs
 }
+
+// containsTokenText reports whether s contains tok or one of the segments
+// that scrub would redact.
+func containsTokenText(s, tok string) bool {
+	if len(tok) < minScrubLen {
+		return false
+	}
+	for _, seg := range tokenSegments(tok) {
+		if strings.Contains(s, seg) {
+			return true
+		}
+	}
+	return false
+}

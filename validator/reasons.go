@@ -97,6 +97,17 @@ const (
 	// or is a member of a role that has one, and allow_privileged_roles is
 	// off. The detail names the attribute and the role holding it.
 	ReasonPrivilegedRole Reason = "privileged_role"
+	// ReasonTokenInactive: the issuer's introspection endpoint (RFC 7662)
+	// did not report the token active: "active" is false (revoked, expired,
+	// session logged out, user disabled), absent, or not the JSON boolean
+	// true.
+	ReasonTokenInactive Reason = "token_inactive"
+	// ReasonIntrospectionFailed: introspection was required but gave no
+	// answer: the endpoint was unreachable or too slow, answered another
+	// status than 200 (wrong client credentials among them), too much, or
+	// not a JSON object, or the client secret file cannot be used.
+	// Introspection fails closed; stale answers are never used.
+	ReasonIntrospectionFailed Reason = "introspection_failed"
 )
 
 // Reason codes of internal failures: Validate returns a non-nil error with

@@ -18,9 +18,11 @@ import (
 type Option func(*options)
 
 type options struct {
-	src  keycache.Source
-	wrap func(keycache.Source) keycache.Source
-	now  func() time.Time
+	src    keycache.Source
+	wrap   func(keycache.Source) keycache.Source
+	now    func() time.Time
+	intro  Introspector
+	answer *suppliedAnswer
 }
 
 // WithKeySource makes the Verifier take keys from src instead of the
@@ -42,6 +44,8 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 type Verifier struct {
 	cfg    *Config
 	src    keycache.Source
+	intro  Introspector    // nil: introspection is impossible (tests without one)
+	answer *suppliedAnswer // the fetch helper's answer, for the module's second pass
 	now    func() time.Time
 	warned atomic.Bool
 }
@@ -87,16 +91,19 @@ func NewFromConfig(cfg *Config, opts ...Option) (*Verifier, error) {
 		opt(&o)
 	}
 	if o.src == nil {
-		src, err := defaultSource(cfg, o.now)
+		c, err := defaultSource(cfg, o.now)
 		if err != nil {
 			return nil, err
 		}
-		o.src = src
+		o.src = c
+		if o.intro == nil {
+			o.intro = c
+		}
 	}
 	if o.wrap != nil {
 		o.src = o.wrap(o.src)
 	}
-	return &Verifier{cfg: cfg, src: o.src, now: o.now}, nil
+	return &Verifier{cfg: cfg, src: o.src, intro: o.intro, answer: o.answer, now: o.now}, nil
 }
 
 // NewKeySource returns the key cache that New would use for s (the fetch
@@ -132,6 +139,9 @@ func checkPolicy(p *Policy, needAudience bool) error {
 	}
 	if p.AuthnIDClaim == "" {
 		return &ConfigError{Setting: SettingPrefix + "authn_id_claim", Msg: "no claim is named"}
+	}
+	if err := checkKeySources(p); err != nil {
+		return err
 	}
 	return nil
 }
@@ -180,6 +190,8 @@ type run struct {
 	tok      *token
 	logs     []LogRecord
 	verified bool
+	opaque   bool // an opaque token judged by its introspection answer
+	active   bool // the introspection endpoint reported the token active
 	authnID  string
 	kid      string
 	keys     *keycache.Keys // the key set last served (for Explain)
@@ -201,6 +213,9 @@ func (r *run) validate(ctx context.Context) (Result, error) {
 	r.begin(checkParse)
 	tok, pe := parseToken(r.req.Token)
 	if pe != nil {
+		if r.pol.Introspection == IntrospectionOpaque && pe.reason == ReasonMalformed && isOpaqueShape(r.req.Token) {
+			return r.validateOpaque(ctx)
+		}
 		return r.reject(pe.reason, pe.detail)
 	}
 	r.tok = tok
@@ -217,25 +232,45 @@ func (r *run) validate(ctx context.Context) (Result, error) {
 	if reason, detail := r.checkIdentity(); reason != "" {
 		return r.reject(reason, detail)
 	}
-	grant := ""
+	grant, res, done, err := r.roleStep()
+	if done {
+		return res, err
+	}
+	if r.pol.Introspection == IntrospectionAlways {
+		// Offline checks first, so that a bad token costs no request.
+		if res, done, err := r.checkActiveJWT(ctx); done {
+			return res, err
+		}
+		r.active = true
+	} else {
+		r.skip(checkIntrospection, `"`+SettingPrefix+`introspection" is not "always" for this issuer: a JWT is judged offline.`)
+	}
+	return r.accept(grant), nil
+}
+
+// roleStep runs the delegated role check; done is true when res/err is the
+// final verdict.
+func (r *run) roleStep() (grant string, res Result, done bool, err error) {
 	if r.req.Delegate {
 		r.begin(checkRole)
 		var reason Reason
 		var detail string
 		if grant, reason, detail = r.checkRole(); reason != "" {
-			return r.reject(reason, detail)
+			res, err = r.reject(reason, detail)
+			return "", res, true, err
 		}
 		if r.tr != nil {
 			r.note("Granted: " + grant + ".")
 		}
 		if reason, detail = r.checkPrivileges(grant); reason != "" {
-			return r.reject(reason, detail)
+			res, err = r.reject(reason, detail)
+			return "", res, true, err
 		}
 	} else {
 		r.skip(checkRole, "Without delegate_ident_mapping=1 the server maps the identity through the pg_ident.conf map of the pg_hba.conf line.")
 		r.skip(checkPrivileges, "Without delegate_ident_mapping=1 the DBA's pg_ident.conf map decides which roles an identity may use; role attributes are not checked.")
 	}
-	return r.accept(grant), nil
+	return grant, Result{}, false, nil
 }
 
 // reject returns a rejection with its log record.
@@ -268,13 +303,20 @@ func (r *run) accept(grant string) Result {
 	if r.req.Delegate {
 		fmt.Fprintf(&b, " may log in as role %s: %s", quote(r.req.Role), grant)
 	}
-	b.WriteString(". Signature ")
-	b.WriteString(r.tok.hdr.alg)
-	if r.kid != "" {
-		b.WriteString(" with key ")
-		b.WriteString(quote(r.kid))
+	if r.opaque {
+		b.WriteString(". Opaque token, reported active by the issuer's introspection endpoint. ")
+	} else {
+		b.WriteString(". Signature ")
+		b.WriteString(r.tok.hdr.alg)
+		if r.kid != "" {
+			b.WriteString(" with key ")
+			b.WriteString(quote(r.kid))
+		}
+		if r.active {
+			b.WriteString(", reported active by the issuer's introspection endpoint")
+		}
+		b.WriteString(". ")
 	}
-	b.WriteString(". ")
 	b.WriteString(claimSummary(&r.tok.claims, true))
 	r.logs = append(r.logs, LogRecord{Level: lvl, Message: msgAccepted, Detail: b.String()})
 	r.closeCheck()
@@ -324,13 +366,15 @@ func (r *run) checkClaims() (Reason, string) {
 
 	// iss
 	r.begin(checkIss)
-	if !c.iss.Exists() {
+	switch {
+	case !c.iss.Exists() && r.opaque:
+		// RFC 7662: iss is optional in an answer; the endpoint is the issuer's.
+		r.note("The introspection answer has no iss: the issuer's own endpoint answered.")
+	case !c.iss.Exists():
 		return ReasonIssMismatch, fmt.Sprintf("The token has no iss claim; the issuer must be %s.", quote(r.req.Issuer))
-	}
-	if c.iss.Type != gjson.String {
+	case c.iss.Type != gjson.String:
 		return ReasonInvalidClaim, "The iss claim is not a string."
-	}
-	if c.iss.Str != r.req.Issuer {
+	case c.iss.Str != r.req.Issuer:
 		msg := fmt.Sprintf("The token's issuer %s differs from the pg_hba.conf issuer %s.", quote(c.iss.Str), quote(r.req.Issuer))
 		if strings.TrimRight(c.iss.Str, "/") == strings.TrimRight(r.req.Issuer, "/") {
 			msg += " They differ only by a trailing slash: the pg_hba.conf issuer must equal the token's iss byte for byte."
@@ -475,6 +519,11 @@ func (r *run) wrapKeyError(err error) (Result, error) {
 	if errors.Is(err, keycache.ErrNeedsNetwork) {
 		return Result{}, err // no verdict: the caller retries off its thread
 	}
+	var kfe *keyFileError
+	if errors.As(err, &kfe) {
+		res, _ := r.reject(ReasonKeysUnavailable, fmt.Sprintf("The key file (%q) of issuer %s cannot be used: %s.", SettingPrefix+"jwks_file", quote(r.req.Issuer), strings.TrimSuffix(oneLine(kfe), ".")))
+		return res, nil
+	}
 	switch KeySourceReason(err) {
 	case ReasonInsecureCache:
 		return r.internal(ReasonInsecureCache, fmt.Errorf("cannot use the key cache: %w", err))
@@ -542,7 +591,12 @@ func oneLine(err error) string {
 func (r *run) checkSignature(ctx context.Context) (res Result, done bool, err error) {
 	q := keycache.Query{Issuer: r.req.Issuer, DiscoveryURL: r.pol.DiscoveryURL, JWKSURI: r.pol.JWKSURI, CacheOnly: r.req.CacheOnly}
 	r.begin(checkKeys)
-	keys, err := r.v.src.Keys(ctx, q)
+	src := r.v.src
+	if r.pol.JWKSFile != "" {
+		// Offline keys: never the cache, never the network.
+		src = keyFileSource{path: r.pol.JWKSFile}
+	}
+	keys, err := src.Keys(ctx, q)
 	if err != nil {
 		res, err = r.wrapKeyError(err)
 		return res, true, err
@@ -559,7 +613,7 @@ func (r *run) checkSignature(ctx context.Context) (res Result, done bool, err er
 		// The issuer may have rotated its keys: ask once more (the source
 		// rate-limits such refetches server-wide).
 		q.MissingKID = h.kid
-		keys, err = r.v.src.Keys(ctx, q)
+		keys, err = src.Keys(ctx, q)
 		if err != nil {
 			res, err = r.wrapKeyError(err)
 			return res, true, err

@@ -29,6 +29,7 @@ type issuerReport struct {
 	OK           bool       `json:"ok"` // no check failed
 	DiscoveryURL string     `json:"discovery_url"`
 	JWKSURI      string     `json:"jwks_uri"`
+	JWKSFile     string     `json:"jwks_file,omitempty"` // offline keys: no request is made
 	Checks       []checkOut `json:"checks"`
 	Keys         []keyOut   `json:"keys"`
 	Server       string     `json:"server"` // what the module will see
@@ -274,6 +275,22 @@ func (ic *issuerCheck) run(vs validator.Settings) {
 		return
 	}
 
+	// Offline keys: the module makes no request for this issuer, and so
+	// the tool (which may run on a host that cannot reach the provider)
+	// makes none either.
+	if ic.pol.JWKSFile != "" {
+		ic.rep.JWKSFile = ic.pol.JWKSFile
+		for _, n := range []string{nDiscovery, nDocIssuer, nType, nJWKSURI} {
+			ic.skip(n, `Not checked: "oauth_jwt.jwks_file" is set, so the module never makes a request for this issuer (nor does this tool).`)
+		}
+		ic.checkKeyFile(nKeys, nSigning)
+		for _, n := range []string{nToken, nDevice} {
+			ic.skip(n, "Not checked: psql's device flow needs the identity provider; run this tool without the key file setting on a host that reaches it.")
+		}
+		ic.summarise()
+		return
+	}
+
 	// The discovery document, as psql and (without jwks_uri) the server fetch it.
 	docURL := ic.pol.DiscoveryURL
 	if docURL == "" {
@@ -370,6 +387,11 @@ func (ic *issuerCheck) run(vs validator.Settings) {
 	// The keys, exactly as the module's key cache gets them.
 	ic.checkKeys(vs["cache_dir"], nKeys, nSigning)
 
+	// Introspection (RFC 7662), when the settings ask for it.
+	if ic.pol.Introspection != "" && ic.pol.Introspection != validator.IntrospectionOff {
+		ic.checkIntrospection()
+	}
+
 	// psql's device flow.
 	for _, ep := range []struct{ name, member, what string }{
 		{nToken, "token_endpoint", "token endpoint"},
@@ -437,8 +459,58 @@ func (ic *issuerCheck) checkKeys(dir, nKeys, nSigning string) {
 	}
 	c.Status, c.Got = "pass", fmt.Sprintf("%d keys", keys.Set.Len())
 	ic.add(c)
+	ic.checkSigningKeys(keys.Set, nSigning)
+}
 
-	infos := validator.DescribeKeys(keys.Set)
+// checkIntrospection checks where the module would send introspection
+// requests and that its client secret file can be used. It sends none: a
+// request needs a token (the token command does that).
+func (ic *issuerCheck) checkIntrospection() {
+	ep := ic.pol.IntrospectionEndpoint
+	c := checkOut{Name: "introspection_endpoint", Want: "an https URL (\"oauth_jwt.introspection_endpoint\" or the discovery document's)"}
+	if ep == "" {
+		if v := ic.doc.Get("introspection_endpoint"); v.Type == gjson.String {
+			ep = v.Str
+		}
+	}
+	switch {
+	case ep == "":
+		c.Status, c.Detail = "fail", "The discovery document names no introspection_endpoint and \"oauth_jwt.introspection_endpoint\" is not set: every login of this issuer fails (introspection_failed)."
+		c.Reason = string(validator.ReasonIntrospectionFailed)
+		ic.server = append(ic.server, "it has no introspection endpoint")
+	case ic.urlProblem(ep) != "":
+		c.Status, c.Got, c.Detail = "fail", ep, "introspection_endpoint: "+ic.urlProblem(ep)+"."
+		c.Reason = string(validator.ReasonConfig)
+		ic.server = append(ic.server, "its introspection endpoint is not usable")
+	default:
+		c.Status, c.Got = "pass", ep
+		c.Detail = fmt.Sprintf("introspection %s, client %q, answers cached for %s.", ic.pol.Introspection, ic.pol.IntrospectionClientID, ic.pol.IntrospectionCacheTTL)
+	}
+	ic.add(c)
+}
+
+// checkKeyFile reads the jwks_file as the module reads it (the trusted-file
+// checks, the size bound, the JWK set parser).
+func (ic *issuerCheck) checkKeyFile(nKeys, nSigning string) {
+	c := checkOut{Name: nKeys, Want: "the key set in " + ic.pol.JWKSFile + ", read as the module reads it"}
+	set, err := validator.ReadKeyFile(ic.pol.JWKSFile)
+	if err != nil {
+		c.Status, c.Detail = "fail", err.Error()+"."
+		c.Reason = string(validator.ReasonKeysUnavailable)
+		c.Hint = "Make the file a JWK set owned by the server's OS user (or root), writable only by its owner, in directories others cannot write."
+		ic.add(c)
+		ic.skip(nSigning, "Not reached: no key set.")
+		ic.server = append(ic.server, "it cannot read the key file: every token is refused (keys_unavailable)")
+		return
+	}
+	c.Status, c.Got = "pass", fmt.Sprintf("%d keys", set.Len())
+	ic.add(c)
+	ic.checkSigningKeys(set, nSigning)
+}
+
+// checkSigningKeys checks that some key of set can verify an allowed algorithm.
+func (ic *issuerCheck) checkSigningKeys(set *keycache.KeySet, nSigning string) {
+	infos := validator.DescribeKeys(set)
 	var usable []string
 	for _, k := range infos {
 		ko := keyOut{KID: k.KID, Type: k.Type, Alg: k.Alg, Use: k.Use, Bits: k.Bits, Verifies: k.Verifies, Problem: k.Problem}
@@ -456,7 +528,7 @@ func (ic *issuerCheck) checkKeys(dir, nKeys, nSigning string) {
 			usable = append(usable, fmt.Sprintf("%q (%s)", k.KID, strings.Join(algs, ", ")))
 		}
 	}
-	c = checkOut{Name: nSigning, Want: "at least one key that verifies an allowed algorithm (" + strings.Join(ic.pol.AllowedAlgorithms, ", ") + ")"}
+	c := checkOut{Name: nSigning, Want: "at least one key that verifies an allowed algorithm (" + strings.Join(ic.pol.AllowedAlgorithms, ", ") + ")"}
 	if len(usable) > 0 {
 		c.Status, c.Got = "pass", fmt.Sprintf("%d usable: %s", len(usable), strings.Join(usable, ", "))
 	} else {
@@ -471,6 +543,15 @@ func (ic *issuerCheck) checkKeys(dir, nKeys, nSigning string) {
 // summarise writes what the server and psql will see.
 func (ic *issuerCheck) summarise() {
 	r := ic.rep
+	if r.JWKSFile != "" {
+		if len(ic.server) == 0 {
+			r.Server = fmt.Sprintf("The module takes the keys of %q from the file %s (\"oauth_jwt.jwks_file\") and never makes a network request for this issuer.", r.Issuer, r.JWKSFile)
+		} else {
+			r.Server = "The module cannot verify tokens of this issuer: " + strings.Join(ic.server, "; ") + ". It never makes a network request for this issuer (\"oauth_jwt.jwks_file\" is set)."
+		}
+		r.Psql = "Not checked: with a key file this tool makes no request to the identity provider."
+		return
+	}
 	if len(ic.server) == 0 {
 		src := "the jwks_uri of " + r.DiscoveryURL
 		if ic.pol != nil && ic.pol.JWKSURI != "" {
@@ -582,6 +663,9 @@ func printIssuerReport(p *printer, r *issuerReport) {
 	}
 	if r.JWKSURI != "" {
 		rs = append(rs, row{"jwks_uri", r.JWKSURI})
+	}
+	if r.JWKSFile != "" {
+		rs = append(rs, row{"jwks_file", r.JWKSFile + " (offline: no network request)"})
 	}
 	p.rows(rs)
 	p.section("Checks")

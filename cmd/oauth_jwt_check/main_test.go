@@ -327,6 +327,30 @@ func tokenCases() []tokenCase {
 		{name: "config_error", token: mint(std(nil)), args: []string{"--set", "allowed_algorithms=RS256,HS256"}, code: 1},
 		{name: "aud_not_configured", token: mint(std(nil)), args: []string{"--set", "audience=", "--set", "issuer_config=<ISSUERS>"}, code: 1},
 		{name: "insecure_cache", token: mint(std(nil)), args: []string{"--cache-dir", "<OPEN-DIR>"}, code: 2, jsonOnly: true},
+		{name: "token_inactive", token: mint(std(nil)), args: introArgs, code: 1, jsonOnly: true,
+			setup: introSetup(testidp.IntroNormal, map[string]any{"active": false})},
+		{name: "introspection_failed", token: mint(std(nil)), args: introArgs, code: 1, jsonOnly: true,
+			setup: introSetup(testidp.IntroError500, nil)},
+		{name: "ok_introspection_active", token: mint(std(nil)), args: append([]string{"--role", "test-user"}, introArgs...), jsonOnly: true,
+			setup: introSetup(testidp.IntroNormal, nil)},
+	}
+}
+
+// introArgs turn on introspection = always against the world's IdP.
+var introArgs = []string{"--set", "introspection=always", "--set", "introspection_client_id=pg-introspect",
+	"--set", "introspection_secret_file=<SECRET>", "--set", "introspection_cache_ttl=0"}
+
+// introSetup gives the IdP the introspection client, a fault mode and an
+// answer override.
+func introSetup(m testidp.IntroMode, over map[string]any) func(*testing.T, *world) func() {
+	return func(t *testing.T, w *world) func() {
+		w.idp.SetIntrospectionClient("pg-introspect", "golden secret")
+		w.idp.SetIntrospectionMode(m)
+		w.idp.SetIntrospectionOverride(over)
+		return func() {
+			w.idp.SetIntrospectionMode(testidp.IntroNormal)
+			w.idp.SetIntrospectionOverride(nil)
+		}
 	}
 }
 
@@ -346,8 +370,12 @@ func TestGoldenToken(t *testing.T) {
 	if err := os.Chmod(open, 0o777); err != nil {
 		t.Fatal(err)
 	}
+	secret := filepath.Join(dir, "introspection.secret")
+	if err := os.WriteFile(secret, []byte("golden secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	norm := append(slices.Clone(w.norm), [2]string{dir, "<TMP>"})
-	subst := map[string]string{"<JWKS>": w.jwks.URL + "/jwks", "<ISSUERS>": issuers, "<OPEN-DIR>": open}
+	subst := map[string]string{"<JWKS>": w.jwks.URL + "/jwks", "<ISSUERS>": issuers, "<OPEN-DIR>": open, "<SECRET>": secret}
 
 	seen := map[validator.Reason]bool{}
 	for _, tc := range tokenCases() {

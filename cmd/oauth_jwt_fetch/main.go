@@ -1,5 +1,6 @@
 // Command oauth_jwt_fetch fetches an identity provider's discovery document
-// and JWKS into oauth_jwt's key cache. It is installed beside oauth_jwt.so
+// and JWKS into oauth_jwt's key cache, and asks its introspection endpoint
+// (RFC 7662) about a token when the module's introspection setting needs it. It is installed beside oauth_jwt.so
 // and started by a backend only when the cache needs a fetch (a cold cache,
 // a refresh, an unknown kid); a login with a warm cache never starts it.
 //
@@ -11,7 +12,8 @@
 // and last-known-good keys (package keycache).
 //
 // Protocol (package internal/fetchwire): the backend writes a request (the
-// oauth_jwt settings and the key query, never a token) to standard input
+// oauth_jwt settings and the key query; for introspection, the token, which
+// reaches this process by no other way) to standard input
 // and closes it; the helper writes one result to standard output and exits
 // 0. The result is an error, or success; when the keys could not be written
 // to the cache (its directory is no longer writable), it carries the JWKS
@@ -80,6 +82,15 @@ func fetch(settings, query map[string]string) (res fetchwire.Result) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	if query[fetchwire.QueryKind] == fetchwire.KindIntrospect {
+		// RFC 7662: the token came on standard input; only the answer
+		// (or why there is none, never quoting the token) goes back.
+		answer, err := validator.Introspect(ctx, validator.Settings(settings), query[fetchwire.QueryIssuer], query[fetchwire.QueryToken])
+		if err != nil {
+			return fetchwire.Result{Error: err.Error(), Kind: keycache.WireKind(err)}
+		}
+		return fetchwire.Result{Answer: string(answer)}
+	}
 	src, err := validator.NewKeySource(validator.Settings(settings))
 	if err != nil {
 		return fetchwire.Result{Error: err.Error(), Kind: keycache.WireKind(err)}

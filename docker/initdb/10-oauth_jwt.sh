@@ -54,7 +54,8 @@ if [[ "$issuer" == http://* ]]; then conf[require_https]=off; fi
 
 known=" audience allowed_client_ids required_scopes allowed_algorithms leeway accept_id_tokens
 	jwks_uri discovery_url authn_id_claim role_claim role_map client_role_map role_from_identity
-	enforce_hba_scope max_token_lifetime allow_privileged_roles
+	enforce_hba_scope max_token_lifetime allow_privileged_roles jwks_file introspection
+	introspection_endpoint introspection_client_id introspection_secret_file introspection_cache_ttl
 	cache_dir cache_refresh_interval cache_max_stale kid_refetch_interval http_timeout ca_file
 	http_proxy require_https log_accepted issuer_config "
 for var in "${!OAUTH_JWT_@}"; do

@@ -6,7 +6,8 @@
 // ("<length>:<bytes>,"), after a one-line header. Values are carried byte
 // for byte (a setting may be any string the server accepted), nothing is
 // escaped, and the format needs no JSON encoder in the backend. The bearer
-// token is never part of a request.
+// token is part of an introspection request only (query.token), which
+// travels on the helper's standard input and nowhere else.
 package fetchwire
 
 import (
@@ -32,6 +33,18 @@ const (
 	QueryJWKSURI      = "query.jwks_uri"
 	QueryMissingKID   = "query.missing_kid"
 	QueryTimeoutMS    = "query.timeout_ms"
+	// QueryKind says what the helper is asked to do: KindKeys (also when
+	// absent) or KindIntrospect.
+	QueryKind = "query.kind"
+	// QueryToken is the token to introspect (KindIntrospect only). It MUST
+	// NOT be written anywhere but the helper's standard input.
+	QueryToken = "query.token"
+)
+
+// Values of QueryKind.
+const (
+	KindKeys       = "keys"
+	KindIntrospect = "introspect"
 )
 
 // Result is what the helper reports.
@@ -41,6 +54,9 @@ type Result struct {
 	// reconstruct it.
 	Error string
 	Kind  string
+	// Answer is the introspection endpoint's answer (KindIntrospect, on
+	// success): a JSON object, unjudged.
+	Answer string
 	// Unstored, on success, says why the keys could not be written to the
 	// key cache (its directory is no longer writable); JWKS is then the
 	// key set as fetched. The backend parses it and uses it for the login
@@ -135,6 +151,9 @@ func DecodeRequest(data []byte) (settings, query map[string]string, err error) {
 // EncodeResult encodes r.
 func EncodeResult(r Result) []byte {
 	pairs := [][2]string{{"error", r.Error}, {"kind", r.Kind}}
+	if r.Answer != "" {
+		pairs = append(pairs, [2]string{"answer", r.Answer})
+	}
 	if r.Unstored != "" {
 		pairs = append(pairs, [2]string{"unstored", r.Unstored}, [2]string{"jwks", r.JWKS})
 	}
@@ -159,6 +178,8 @@ func DecodeResult(data []byte) (Result, error) {
 			r.Error = p[1]
 		case "kind":
 			r.Kind = p[1]
+		case "answer":
+			r.Answer = p[1]
 		case "unstored":
 			r.Unstored = p[1]
 		case "jwks":

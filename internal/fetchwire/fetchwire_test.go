@@ -34,6 +34,28 @@ func TestRequestRoundTrip(t *testing.T) {
 	}
 }
 
+// An introspection request carries the kind and the token (on the
+// helper's standard input only), beside the key query members.
+func TestIntrospectRequestRoundTrip(t *testing.T) {
+	tok := "opq_abc.def-ghi~+/="
+	query := map[string]string{QueryKind: KindIntrospect, QueryIssuer: "https://idp/realms/r", QueryToken: tok, QueryTimeoutMS: "900"}
+	_, q, err := DecodeRequest(EncodeRequest(map[string]string{"audience": "db"}, query))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q[QueryKind] != KindIntrospect || q[QueryToken] != tok {
+		t.Errorf("query %v", q)
+	}
+	// A key request has no kind (the helper's default) and no token.
+	_, q, _ = DecodeRequest(EncodeRequest(nil, map[string]string{QueryIssuer: "i"}))
+	if _, ok := q[QueryKind]; ok {
+		t.Errorf("a key request carries a kind")
+	}
+	if _, ok := q[QueryToken]; ok {
+		t.Errorf("a key request carries a token")
+	}
+}
+
 func TestResultRoundTrip(t *testing.T) {
 	for _, r := range []Result{
 		{},
@@ -41,6 +63,8 @@ func TestResultRoundTrip(t *testing.T) {
 		{Error: "GET https://idp/x: status 503, retry later", Kind: "unavailable"},
 		{Unstored: "open /c/.x.tmp1: permission denied", JWKS: `{"keys":[{"kty":"EC","kid":"k1"}]}`},
 		{Unstored: "u", JWKS: strings.Repeat("k", 1<<20)}, // a JWKS as large as the cache takes
+		{Answer: `{"active":true,"sub":"a"}`},
+		{Error: "introspection failed: POST https://idp/i: status 401 Unauthorized", Kind: ""},
 	} {
 		got, err := DecodeResult(EncodeResult(r))
 		if err != nil || got != r {

@@ -286,6 +286,8 @@ func (e *env) refused(t *testing.T, role, tok, reason string) string {
 		t.Errorf("server log lacks reason %q (logged once, as PostgreSQL %d logs it):\n%s", reason, e.Major, scrub(log))
 	}
 	assertNoToken(t, log, tok)
+	// The troubleshooting tool must explain the same refusal.
+	e.compareTool(t, role, tok, reason)
 	return log
 }
 

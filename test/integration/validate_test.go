@@ -343,7 +343,7 @@ func TestIdentityProviderDownColdCache(t *testing.T) {
 	}
 }
 
-func chown(t *testing.T, path string) {
+func chown(t testing.TB, path string) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		if out, err := exec.Command("chown", pgtest.ServerUser+":", path).CombinedOutput(); err != nil {

@@ -31,11 +31,18 @@ const (
 	AdminUser     = "admin"       // bootstrap admin of the master realm
 	AdminPassword = "admin"
 
-	DeviceClient       = "psql"              // public, device grant, audience + groups mappers
-	ServiceClient      = "pg-service"        // confidential, client_credentials
-	ServiceSecret      = "pg-service-secret" // its secret
-	NoAudienceClient   = "no-audience"       // public, device + password grants, no audience mapper
-	ShortLivedClient   = "short-lived"       // public, device + password grants, 5 s access tokens
+	DeviceClient  = "psql"              // public, device grant, audience + groups mappers
+	ServiceClient = "pg-service"        // confidential, client_credentials
+	ServiceSecret = "pg-service-secret" // its secret
+	// IntrospectClient is the database server as a confidential client; it
+	// only authenticates to the introspection endpoint. Keycloak 26 answers
+	// an introspection request only from a client in the token's aud
+	// ("Client ... is not in the token audience", active false), so it is
+	// named after the audience the mappers add.
+	IntrospectClient   = Audience
+	IntrospectSecret   = "postgres-db-introspect-secret" // its secret
+	NoAudienceClient   = "no-audience"                   // public, device + password grants, no audience mapper
+	ShortLivedClient   = "short-lived"                   // public, device + password grants, 5 s access tokens
 	ShortLivedLifespan = 5 * time.Second
 )
 

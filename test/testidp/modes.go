@@ -115,6 +115,9 @@ func (p *IdP) handle(w http.ResponseWriter, r *http.Request) {
 	case p.realm + pathToken:
 		p.handleDevice(w, r, true)
 		return
+	case p.realm + PathIntrospect:
+		p.handleIntrospect(w, r)
+		return
 	default:
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found"})
 		return
@@ -232,6 +235,7 @@ func (p *IdP) discovery(issuer string) map[string]any {
 		"token_endpoint":                p.issuer + pathToken,
 		"device_authorization_endpoint": p.issuer + pathDevice,
 		"userinfo_endpoint":             p.issuer + pathUserinfo,
+		"introspection_endpoint":        p.issuer + PathIntrospect,
 		"jwks_uri":                      p.issuer + PathJWKS,
 		"grant_types_supported": []string{
 			"authorization_code", "implicit", "refresh_token", "password",

@@ -104,6 +104,12 @@ type IdP struct {
 	active   string      // kid of the signing key
 	encKID   string      // kid of the "use":"enc" key
 
+	introID, introSecret string                    // the introspection client
+	introMode            IntroMode                 // fault mode of the introspection endpoint
+	introOver            map[string]any            // claims changed in every active answer
+	opaque               map[string]map[string]any // opaque token -> its claims
+	revoked              map[string]bool           // tokens revoked
+
 	deviceClaims map[string]any // claims of device-flow tokens
 	deviceSeq    int64          // device codes handed out (atomic)
 }
@@ -204,7 +210,7 @@ func (p *IdP) CAFile() string { return p.caFile }
 // client sent it (such as "/realms/test/.well-known/openid-configuration").
 // Requests count on arrival, whatever the mode then does with them.
 func (p *IdP) Requests(path string) int {
-	if path == PathDiscovery || path == PathJWKS {
+	if path == PathDiscovery || path == PathJWKS || path == PathIntrospect {
 		path = p.realm + path
 	}
 	p.mu.Lock()

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -33,9 +34,11 @@ import (
 	"github.com/oauth-jwt/oauth_jwt/test/loadkit"
 	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
 	"github.com/oauth-jwt/oauth_jwt/test/testidp"
+	"github.com/oauth-jwt/oauth_jwt/validator/keycache"
 )
 
 const (
+	introSecret   = "is-5e2a8c1d7f3b4a9e-very-secret"
 	clientSecret  = "cs-9f1c2e7a4b8d4c6e-very-secret"
 	scramPassword = "pw-3b7e1d9c5a2f4e8b-very-secret"
 )
@@ -269,6 +272,55 @@ func TestNothingSecretInTheServerLog(t *testing.T) {
 		}
 	})
 
+	var hashes []string // introspection cache keys: no prefix of one may be logged
+	t.Run("introspection", func(t *testing.T) {
+		idp.SetIntrospectionClient("pg-introspect", introSecret)
+		secret := filepath.Join(c.Dir, "introspect.secret")
+		if err := os.WriteFile(secret, []byte(introSecret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		chown(t, secret)
+		introConf := func(mode string) map[string]string {
+			return merge(conf, map[string]string{
+				"oauth_jwt.introspection":             "'" + mode + "'",
+				"oauth_jwt.introspection_client_id":   "'pg-introspect'",
+				"oauth_jwt.introspection_secret_file": "'" + secret + "'",
+			})
+		}
+		opaque := func(sub string) string {
+			tok := idp.MintOpaque(map[string]any{"sub": sub, "aud": loadkit.Audience, "azp": "psql", "scope": "openid"})
+			toks.add(tok)
+			hashes = append(hashes, keycache.IntrospectionKey(idp.Issuer(), tok))
+			return tok
+		}
+		c.SetConf(introConf("opaque"))
+		defer c.SetConf(conf)
+		tok := opaque("alice")
+		for range 2 { // the second from the shared cache
+			if !login("introspection", "alice", tok) {
+				t.Errorf("opaque token refused\n%s", c.LogTail(10))
+			}
+		}
+		revoked := opaque("alice")
+		idp.Revoke(revoked)
+		login("introspection", "alice", revoked)
+		for _, m := range []testidp.IntroMode{testidp.IntroActiveString, testidp.IntroOversized, testidp.IntroGarbage, testidp.IntroError500} {
+			idp.SetIntrospectionMode(m)
+			login("introspection", "alice", opaque("alice"))
+		}
+		idp.SetIntrospectionMode(testidp.IntroNormal)
+		idp.SetIntrospectionClient("pg-introspect", "another-secret")
+		login("introspection", "alice", opaque("alice"))
+		idp.SetIntrospectionClient("pg-introspect", introSecret)
+		c.SetConf(introConf("always"))
+		jwt := mint("alice", nil)
+		hashes = append(hashes, keycache.IntrospectionKey(idp.Issuer(), jwt))
+		login("introspection", "alice", jwt)
+		idp.Revoke(jwt)
+		c.SetConf(merge(introConf("always"), map[string]string{"oauth_jwt.introspection_cache_ttl": "0"}))
+		login("introspection", "alice", jwt)
+	})
+
 	t.Run("psql device flow", func(t *testing.T) {
 		for _, tc := range []struct {
 			user   string
@@ -331,6 +383,15 @@ func TestNothingSecretInTheServerLog(t *testing.T) {
 		}
 		t.Errorf("the server log contains %s", f)
 	}
+	for _, h := range hashes {
+		if strings.Contains(log, h[:8]) {
+			t.Errorf("the server log contains the prefix of an introspection cache key (a token hash)")
+			break
+		}
+	}
+	if strings.Contains(log, introSecret) {
+		t.Errorf("the server log contains the introspection client secret")
+	}
 	// The detector itself finds what it looks for.
 	for _, canary := range []string{all[0], strings.Split(all[1], ".")[1][:20], clientSecret, "x eyJhbGciOiJSUzI1NiJ9 x"} {
 		if f, _ := leaks(log+"\n"+canary+"\n", all); len(f) == 0 {
@@ -349,6 +410,7 @@ func TestNothingSecretInTheServerLog(t *testing.T) {
 		"psql device-flow logins":    res.DeviceFlows == 2,
 		"malformed SASL refusals":    strings.Contains(log, "malformed OAUTHBEARER message"),
 		"connection and disconnects": strings.Contains(log, "disconnection:"),
+		"introspection refusals":     res.Reasons["token_inactive"] > 0 && res.Reasons["introspection_failed"] > 0,
 	} {
 		if !ok {
 			t.Errorf("the log lacks %s: the check would prove little", what)
@@ -456,3 +518,13 @@ func rawSASL(t *testing.T, c *pgtest.Cluster, user, data string) {
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// chown hands path to the server's OS user when the test runs as root.
+func chown(t *testing.T, path string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		if out, err := exec.Command("chown", pgtest.ServerUser+":", path).CombinedOutput(); err != nil {
+			t.Fatalf("chown: %v: %s", err, out)
+		}
+	}
+}

@@ -151,7 +151,7 @@ func OjwBegin(token, issuer, scope, role *C.char, delegate C.int,
 
 	ctx, cancel := context.WithTimeout(context.Background(), overallTimeout(settings))
 	if !testHookForceAsync(req) {
-		out := validateOnce(ctx, settings, req, nil)
+		out := validateOnce(ctx, settings, req, nil, nil)
 		if !errors.Is(out.err, keycache.ErrNeedsNetwork) {
 			cancel()
 			fillOutcome(r, out)
@@ -277,8 +277,21 @@ const maxFetchRounds = 3
 // fetch, it runs the fetch helper for that query and judges again.
 func validateWithFetch(ctx context.Context, settings validator.Settings, req validator.Request) outcome {
 	var after *fetched
+	var answer *introspected
 	for round := 1; ; round++ {
-		out := validateOnce(ctx, settings, req, after)
+		out := validateOnce(ctx, settings, req, after, answer)
+		var ni *validator.NeedsIntrospectionError
+		if errors.As(out.err, &ni) {
+			if answer != nil {
+				// The answer is supplied from now on; asking again would
+				// mean a broken validator, not a slow endpoint.
+				return outcome{err: errors.New("the validator asked for introspection again after the helper answered")}
+			}
+			a, err := runIntrospectHelper(ctx, settings, req)
+			answer = &introspected{answer: a, err: err}
+			round--
+			continue
+		}
 		var nn *keycache.NeedsNetworkError
 		if !errors.As(out.err, &nn) {
 			return out
@@ -291,8 +304,11 @@ func validateWithFetch(ctx context.Context, settings validator.Settings, req val
 // validateOnce builds a validator from the settings and judges req from
 // the key cache alone (no network in the backend). after, when set, is the
 // outcome of the fetch helper's last run.
-func validateOnce(ctx context.Context, settings validator.Settings, req validator.Request, after *fetched) outcome {
+func validateOnce(ctx context.Context, settings validator.Settings, req validator.Request, after *fetched, answer *introspected) outcome {
 	var opts []validator.Option
+	if answer != nil {
+		opts = append(opts, validator.WithIntrospectionAnswer(answer.answer, answer.err))
+	}
 	if after != nil {
 		opts = append(opts, validator.WithKeySourceWrapper(func(src keycache.Source) keycache.Source {
 			return afterFetch{src: src, last: after}

@@ -102,30 +102,12 @@ func runFetchHelper(ctx context.Context, settings validator.Settings, q keycache
 		fetchwire.QueryMissingKID:   q.MissingKID,
 		fetchwire.QueryTimeoutMS:    strconv.FormatInt(left.Milliseconds(), 10),
 	}
-	var stdout, stderr capped
-	cmd := exec.CommandContext(ctx, path)
-	cmd.Path = execPath(path)
-	cmd.ExtraFiles = []*os.File{helper}
-	cmd.Env = []string{} // configuration is explicit: nothing from the environment
-	cmd.Dir = "/"
-	cmd.Stdin = bytes.NewReader(fetchwire.EncodeRequest(settings, query))
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = time.Second
-	// The parent-death signal follows the thread that forks: keep this
-	// goroutine on its thread until the helper has been waited for.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	runtime.LockOSThread()
-	err = cmd.Run()
-	runtime.UnlockOSThread()
+	res, err := runHelper(ctx, path, helper, settings, query)
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("%w: fetching the keys of issuer %q: %w", keycache.ErrUnavailable, q.Issuer, ctx.Err())
 	}
 	if err != nil {
-		return nil, fmt.Errorf("the key fetch helper %s failed (%v)%s", path, err, stderr.firstLine())
-	}
-	res, err := fetchwire.DecodeResult(stdout.Bytes())
-	if err != nil {
-		return nil, fmt.Errorf("the key fetch helper %s answered badly: %w", path, err)
+		return nil, err
 	}
 	if res.Error != "" {
 		return nil, keycache.FromWireKind(res.Error, res.Kind)
@@ -143,6 +125,83 @@ func runFetchHelper(ctx context.Context, settings validator.Settings, q keycache
 		return nil, fmt.Errorf("the key fetch helper %s answered with a JWKS that cannot be used: %w", path, err)
 	}
 	return &keycache.Keys{Set: set, FetchedAt: time.Now(), Fetched: true, Unstored: res.Unstored}, nil
+}
+
+// runHelper runs the checked helper (path, open as helper) with one
+// request on its standard input and decodes its result. The helper is
+// killed when ctx ends and, through its parent-death signal, when this
+// backend exits.
+func runHelper(ctx context.Context, path string, helper *os.File, settings validator.Settings, query map[string]string) (fetchwire.Result, error) {
+	var stdout, stderr capped
+	cmd := exec.CommandContext(ctx, path)
+	cmd.Path = execPath(path)
+	cmd.ExtraFiles = []*os.File{helper}
+	cmd.Env = []string{} // configuration is explicit: nothing from the environment
+	cmd.Dir = "/"
+	cmd.Stdin = bytes.NewReader(fetchwire.EncodeRequest(settings, query))
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = time.Second
+	// The parent-death signal follows the thread that forks: keep this
+	// goroutine on its thread until the helper has been waited for.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	runtime.LockOSThread()
+	err := cmd.Run()
+	runtime.UnlockOSThread()
+	if ctx.Err() != nil {
+		return fetchwire.Result{}, ctx.Err()
+	}
+	if err != nil {
+		return fetchwire.Result{}, fmt.Errorf("the key fetch helper %s failed (%v)%s", path, err, stderr.firstLine())
+	}
+	res, err := fetchwire.DecodeResult(stdout.Bytes())
+	if err != nil {
+		return fetchwire.Result{}, fmt.Errorf("the key fetch helper %s answered badly: %w", path, err)
+	}
+	return res, nil
+}
+
+// introspected is what the helper's introspection request gave.
+type introspected struct {
+	answer []byte
+	err    error
+}
+
+// runIntrospectHelper asks the issuer's introspection endpoint about the
+// token through the helper: the token travels on the helper's standard
+// input only, never its command line or environment. Every failure matches
+// keycache.ErrIntrospection, and the validator refuses the login with
+// introspection_failed.
+func runIntrospectHelper(ctx context.Context, settings validator.Settings, req validator.Request) ([]byte, error) {
+	path, helper, err := openHelper(settings)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", keycache.ErrIntrospection, err)
+	}
+	defer helper.Close()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(time.Minute)
+	}
+	left := time.Until(deadline)
+	if left <= 0 {
+		return nil, fmt.Errorf("%w: %w", keycache.ErrIntrospection, context.DeadlineExceeded)
+	}
+	query := map[string]string{
+		fetchwire.QueryKind:      fetchwire.KindIntrospect,
+		fetchwire.QueryIssuer:    req.Issuer,
+		fetchwire.QueryToken:     req.Token,
+		fetchwire.QueryTimeoutMS: strconv.FormatInt(left.Milliseconds(), 10),
+	}
+	res, err := runHelper(ctx, path, helper, settings, query)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("%w: the introspection request of issuer %q: %w", keycache.ErrIntrospection, req.Issuer, ctx.Err())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", keycache.ErrIntrospection, err)
+	}
+	if res.Error != "" {
+		return nil, fmt.Errorf("%w: %s", keycache.ErrIntrospection, strings.TrimPrefix(res.Error, keycache.ErrIntrospection.Error()+": "))
+	}
+	return []byte(res.Answer), nil
 }
 
 // capped is a buffer that keeps at most fetchwire.MaxMessage bytes.
