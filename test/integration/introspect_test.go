@@ -252,3 +252,66 @@ func TestIntrospectionHangInterruptible(t *testing.T) {
 		})
 	}
 }
+
+// Introspection is per issuer (an issuer_config section) and, on
+// PostgreSQL 19, per pg_hba line, with the line winning: the section turns
+// it on for the issuer, bob's line turns it off again. On 18 the server has
+// no per-line options (TestLineOptions shows it refuses them), so both
+// lines follow the section there.
+func TestIntrospectionPerIssuerAndLine(t *testing.T) {
+	e := newIdPEnv(t, "alice", "bob")
+	e.IdP.SetIntrospectionClient(introClientID, introSecret)
+	secret := filepath.Join(e.PG.Dir, "introspection.secret")
+	conf := filepath.Join(e.PG.Dir, "issuers.conf")
+	if err := os.WriteFile(secret, []byte(introSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	section := fmt.Sprintf("[%s]\nintrospection = always\nintrospection_cache_ttl = 0\n", e.IdP.Issuer())
+	if err := os.WriteFile(conf, []byte(section), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, secret)
+	chown(t, conf)
+	e.PG.SetConf(baseConf(map[string]string{
+		"oauth_jwt.role_from_identity":        "on",
+		"oauth_jwt.introspection_client_id":   quote(introClientID),
+		"oauth_jwt.introspection_secret_file": quote(secret),
+		"oauth_jwt.issuer_config":             quote(conf),
+	}))
+	bobOpts := ""
+	if e.PG.Major >= 19 {
+		bobOpts = "validator.introspection=off"
+	}
+	e.PG.SetHBA(
+		fmt.Sprintf(`host all alice 127.0.0.1/32 oauth issuer="%s" scope="openid" delegate_ident_mapping=1`, e.IdP.Issuer()),
+		fmt.Sprintf(`host all bob 127.0.0.1/32 oauth issuer="%s" scope="openid" delegate_ident_mapping=1 %s`, e.IdP.Issuer(), bobOpts),
+	)
+	ctx := ctxT(t, 120*time.Second)
+	requests := func() int { return e.IdP.Requests(testidp.PathIntrospect) }
+
+	t.Run("the section's introspection sees alice's revoked token", func(t *testing.T) {
+		tok := e.token(t, "alice", nil)
+		before := requests()
+		e.mustLogin(t, ctx, "alice", tok).Close(ctx)
+		if n := requests() - before; n != 1 {
+			t.Errorf("%d introspection requests for alice's login, want 1", n)
+		}
+		e.IdP.Revoke(tok)
+		e.refusedIntro(t, tok, "token_inactive")
+	})
+	t.Run("bob's line", func(t *testing.T) {
+		tok := e.token(t, "bob", nil)
+		e.IdP.Revoke(tok)
+		before := requests()
+		if e.PG.Major < 19 {
+			e.refused(t, "bob", tok, "token_inactive")
+			return
+		}
+		// validator.introspection=off on the line wins over the section:
+		// verified offline only, no request, so revocation is not seen.
+		e.mustLogin(t, ctx, "bob", tok).Close(ctx)
+		if n := requests() - before; n != 0 {
+			t.Errorf("%d introspection requests for bob's line, which turns introspection off", n)
+		}
+	})
+}
