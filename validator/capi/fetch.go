@@ -87,11 +87,7 @@ func runFetchHelper(ctx context.Context, settings validator.Settings, q keycache
 		return nil, err
 	}
 	defer helper.Close()
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(time.Minute)
-	}
-	left := time.Until(deadline)
+	left := timeLeft(ctx)
 	if left <= 0 {
 		return nil, fmt.Errorf("%w: fetching the keys of issuer %q: %w", keycache.ErrUnavailable, q.Issuer, context.DeadlineExceeded)
 	}
@@ -177,11 +173,7 @@ func runIntrospectHelper(ctx context.Context, settings validator.Settings, req v
 		return nil, fmt.Errorf("%w: %w", keycache.ErrIntrospection, err)
 	}
 	defer helper.Close()
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(time.Minute)
-	}
-	left := time.Until(deadline)
+	left := timeLeft(ctx)
 	if left <= 0 {
 		return nil, fmt.Errorf("%w: %w", keycache.ErrIntrospection, context.DeadlineExceeded)
 	}
@@ -224,4 +216,14 @@ func (c *capped) firstLine() string {
 		line = line[:300] + "..."
 	}
 	return ": " + validator.EscapeLogText(line)
+}
+
+// timeLeft is what remains of the login's deadline for one helper run (a
+// minute when ctx has none); the helper is told it and killed at it.
+func timeLeft(ctx context.Context) time.Duration {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(time.Minute)
+	}
+	return time.Until(deadline)
 }
