@@ -224,35 +224,45 @@ func TestHangingIdentityProviderInterruptible(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mark := e.PG.LogMark()
-			before := e.IdP.Requests(testidp.PathDiscovery)
-			done := make(chan error, 1)
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-				defer cancel()
-				conn, err := e.PG.ConnectOAuth(ctx, "alice", tok)
-				if err == nil {
-					conn.Close(ctx)
-					done <- fmt.Errorf("login succeeded against a hanging identity provider")
-					return
-				}
-				done <- nil
-			}()
-			pid := waitForValidatingBackend(t, e.PG)
-			// Be sure the backend is really inside an HTTP request.
-			for e.IdP.Requests(testidp.PathDiscovery) == before {
-				time.Sleep(5 * time.Millisecond)
-			}
-			admin := e.PG.Admin(context.Background())
-			if _, err := admin.Exec(context.Background(), fmt.Sprintf(tc.act, pid)); err != nil {
-				t.Fatal(err)
-			}
-			admin.Close(context.Background())
-			took := processGone(t, pid, time.Second)
-			t.Logf("%s: backend %d waiting on a hanging identity provider gone after %v", tc.name, pid, took.Round(time.Millisecond))
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
+			pid := interruptHangingLogin(t, e, tok, testidp.PathDiscovery, tc.act)
 			e.PG.WaitLog(mark, fmt.Sprintf("[%d] alice@postgres %s", pid, tc.logged))
 		})
 	}
+}
+
+// interruptHangingLogin starts a login as alice with tok, waits until its
+// backend validates and the identity provider has received a request on
+// path (so the backend really waits on it), runs act (an SQL format taking
+// the pid) from another session and returns the pid once the backend is
+// gone. The login must fail.
+func interruptHangingLogin(t *testing.T, e *idpEnv, tok, path, act string) int {
+	t.Helper()
+	before := e.IdP.Requests(path)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		conn, err := e.PG.ConnectOAuth(ctx, "alice", tok)
+		if err == nil {
+			conn.Close(ctx)
+			done <- fmt.Errorf("login succeeded against an endpoint (%s) that never answers", path)
+			return
+		}
+		done <- nil
+	}()
+	pid := waitForValidatingBackend(t, e.PG)
+	for e.IdP.Requests(path) == before {
+		time.Sleep(5 * time.Millisecond)
+	}
+	admin := e.PG.Admin(context.Background())
+	if _, err := admin.Exec(context.Background(), fmt.Sprintf(act, pid)); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close(context.Background())
+	took := processGone(t, pid, time.Second)
+	t.Logf("backend %d waiting on %s gone after %v", pid, path, took.Round(time.Millisecond))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return pid
 }

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -221,34 +220,8 @@ func TestIntrospectionHangInterruptible(t *testing.T) {
 		{"pg_cancel_backend", "select pg_cancel_backend(%d)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := e.IdP.Requests(testidp.PathIntrospect)
 			tok := e.IdP.MintOpaque(map[string]any{"sub": "alice", "aud": testAudience})
-			done := make(chan error, 1)
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-				defer cancel()
-				conn, err := e.PG.ConnectOAuth(ctx, "alice", tok)
-				if err == nil {
-					conn.Close(ctx)
-					done <- fmt.Errorf("login succeeded against a hanging introspection endpoint")
-					return
-				}
-				done <- nil
-			}()
-			pid := waitForValidatingBackend(t, e.PG)
-			for e.IdP.Requests(testidp.PathIntrospect) == before {
-				time.Sleep(5 * time.Millisecond)
-			}
-			admin := e.PG.Admin(context.Background())
-			if _, err := admin.Exec(context.Background(), fmt.Sprintf(tc.act, pid)); err != nil {
-				t.Fatal(err)
-			}
-			admin.Close(context.Background())
-			took := processGone(t, pid, time.Second)
-			t.Logf("%s: backend waiting on a hanging introspection endpoint gone after %v", tc.name, took.Round(time.Millisecond))
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
+			interruptHangingLogin(t, e, tok, testidp.PathIntrospect, tc.act)
 		})
 	}
 }
