@@ -13,7 +13,6 @@ package loadkit
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
+	"github.com/oauth-jwt/oauth_jwt/test/results"
 	"github.com/oauth-jwt/oauth_jwt/test/testidp"
 )
 
@@ -149,14 +149,7 @@ func WriteJSON(t testing.TB, env string, v any) {
 	if path == "" {
 		return
 	}
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+	if err := results.Write(path, v); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("results written to %s", path)
@@ -232,11 +225,7 @@ func PostmasterPID(t testing.TB, c *pgtest.Cluster) int {
 // Processes
 
 // ProcSample is what /proc says about one process.
-type ProcSample struct {
-	PrivateDirtyKB int `json:"private_dirty_kb"` // smaps_rollup Private_Dirty
-	RssKB          int `json:"rss_kb"`           // smaps_rollup Rss
-	Threads        int `json:"threads"`          // status Threads
-}
+type ProcSample = results.ProcSample
 
 // SampleProc reads /proc/<pid>/smaps_rollup and /proc/<pid>/status.
 func SampleProc(pid int) (ProcSample, error) {
@@ -364,13 +353,7 @@ func ServerOwned(t testing.TB, path string) {
 func CacheDir(c *pgtest.Cluster) string { return filepath.Join(c.Data, "oauth_jwt_cache") }
 
 // Machine describes the machine for result files.
-type Machine struct {
-	Date      string `json:"date"`
-	CPU       string `json:"cpu"`
-	Cores     int    `json:"cores"`
-	GoVersion string `json:"go"`
-	Postgres  string `json:"postgres"`
-}
+type Machine = results.Machine
 
 // DescribeMachine fills a Machine (PostgreSQL's version from the cluster).
 func DescribeMachine(ctx context.Context, c *pgtest.Cluster) Machine {
