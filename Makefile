@@ -238,9 +238,14 @@ bench:
 bench-major: test-modules
 	$(TEST_ENV) OJW_BENCH_CONNECTIONS=300 $(GO) test -count=1 -run '^$$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/
 
-# The benchmark and load report: docs/report.md and docs/latency.png (about 8 minutes).
-report: test-modules
-	PG_CONFIG=$(PG_CONFIG) PG_MAJOR=$(PG_MAJOR) scripts/report.sh
+# The benchmark and load report against every major in TEST_MAJORS: docs/report.md and
+# docs/latency-<major>.png (about 8 minutes per major).
+report:
+	@for m in $(TEST_MAJORS); do \
+		if [ "$$m" = "$(PG_MAJOR)" ]; then pgc='$(PG_CONFIG)'; else pgc=$$(PG_CONFIG= scripts/pg.sh $$m) || exit 1; fi; \
+		$(MAKE) --no-print-directory test-modules PG_MAJOR=$$m PG_CONFIG="$$pgc" || exit 1; \
+	done
+	PG_CONFIG=$(PG_CONFIG) TEST_MAJORS="$(TEST_MAJORS)" scripts/report.sh
 
 # PostgreSQL 18 + oauth_jwt + Keycloak on this machine and a psql SSO login: interactive on a
 # terminal, self-approving otherwise (or with DEMO_ARGS=--auto).
