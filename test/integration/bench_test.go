@@ -30,7 +30,9 @@ import (
 //
 //	make bench   (or: go test -run '^$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/)
 //
-// OJW_BENCH_CONNECTIONS sets the logins per kind (default 200).
+// OJW_BENCH_CONNECTIONS sets the logins per kind (default 200); with
+// OJW_BENCH_OUT set, the figures are written there as JSON (results.Bench,
+// for scripts/report.sh).
 func BenchmarkConnectionLatency(b *testing.B) {
 	n := 200
 	if v, err := strconv.Atoi(os.Getenv("OJW_BENCH_CONNECTIONS")); err == nil && v > 0 {

@@ -4,7 +4,8 @@
 // trusting it, token minting, crash detection (postmaster pid and the
 // crash lines PostgreSQL logs), per-process memory and thread samples from
 // /proc, latency quantiles, the reason codes a server log names, and the
-// JSON result files that scripts/report.sh turns into docs/report.md.
+// JSON result files (the types of test/results) that scripts/report.sh
+// turns into docs/report.md.
 //
 // Everything runs on loopback and is bounded in time; sizes come from
 // environment variables with defaults that meet issue 6's minimums (see
