@@ -167,7 +167,7 @@ func latencyCDF(load *results.Load) (*plot.Plot, error) {
 		lo = 1
 	}
 	p.X.Scale = plot.LogScale{}
-	p.X.Min, p.X.Max = niceFloor(lo), niceCeil(hi)
+	p.X.Min, p.X.Max = lo/1.2, hi*1.2
 	p.X.Tick.Marker = plot.TickerFunc(logTicks)
 	p.Y.Min, p.Y.Max = 0, 100
 	p.Y.Tick.Marker = plot.ConstantTicks(ticks(0, 25, 50, 75, 90, 100))
@@ -321,27 +321,6 @@ func logTicks(min, max float64) []plot.Tick {
 		}
 	}
 	return t
-}
-
-// niceFloor and niceCeil round to 1, 2 or 5 times a power of ten.
-func niceFloor(v float64) float64 {
-	d := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{5, 2, 1} {
-		if d*m <= v {
-			return d * m
-		}
-	}
-	return d
-}
-
-func niceCeil(v float64) float64 {
-	d := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if d*m >= v {
-			return d * m
-		}
-	}
-	return 10 * d
 }
 
 // ff formats a tick value: at most six decimals, no trailing zeros.

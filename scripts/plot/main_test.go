@@ -114,7 +114,7 @@ func TestGenerate(t *testing.T) {
 			name:  "both majors, found in -in",
 			setup: func(t *testing.T, in string) { fixture(t, in, "18"); fixture(t, in, "19") },
 			want: []string{
-				"on 2026-12-06 12:00 UTC: Test CPU, 2 cores, PostgreSQL 18.1 and 19.1 (one after the other), go1.26.8, loopback only.",
+				"on 2026-12-06 12:00 UTC: Test CPU, 2 cores, PostgreSQL 18.1, then 19.1, go1.26.8, loopback only.",
 				"## The majors side by side\n",
 				"| figure | PostgreSQL 18 | PostgreSQL 19 |\n",
 				"| oauth_jwt's p50 login, one at a time, ÷ the no-op validator's (benchmark) | 1.92× | 1.92× |\n",
@@ -141,7 +141,7 @@ func TestGenerate(t *testing.T) {
 			setup:   func(t *testing.T, in string) { fixture(t, in, "19") },
 			majors:  []string{"19"},
 			want:    []string{"PostgreSQL 19.1, go1.26.8", "## PostgreSQL 19\n", "(latency-19.png)"},
-			notWant: []string{"side by side", "PostgreSQL 18", "(one after the other)"},
+			notWant: []string{"side by side", "PostgreSQL 18", ", then"},
 			figures: map[string]bool{"latency-19.png": true},
 		},
 	} {
