@@ -24,6 +24,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 OUT=${OUT:-build/report}
+case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
 DOCS=${DOCS:-docs}
 MAJORS=${TEST_MAJORS:-18 19}
 
@@ -55,13 +56,13 @@ for major in $MAJORS; do
 			status=1
 		fi
 	}
-	run bench env OJW_BENCH_OUT="$PWD/$out/bench.json" OJW_BENCH_CONNECTIONS="${OJW_BENCH_CONNECTIONS:-300}" \
+	run bench env OJW_BENCH_OUT="$out/bench.json" OJW_BENCH_CONNECTIONS="${OJW_BENCH_CONNECTIONS:-300}" \
 		"$GO" test -count=1 -run '^$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/
-	run load env OJW_LOAD_OUT="$PWD/$out/load.json" OJW_SOAK_OUT="$PWD/$out/soak.json" \
+	run load env OJW_LOAD_OUT="$out/load.json" OJW_SOAK_OUT="$out/soak.json" \
 		"$GO" test -count=1 -timeout 30m -v ./test/load/
-	run faults env OJW_FAULTS_OUT="$PWD/$out/faults.json" "$GO" test -count=1 -timeout 20m -v ./test/faults/
-	run hostile env OJW_HOSTILE_OUT="$PWD/$out/hostile.json" "$GO" test -count=1 -timeout 20m -v ./test/hostile/
-	run leak env OJW_LEAK_OUT="$PWD/$out/leak.json" "$GO" test -count=1 -timeout 20m -v ./test/zz_confidentiality/
+	run faults env OJW_FAULTS_OUT="$out/faults.json" "$GO" test -count=1 -timeout 20m -v ./test/faults/
+	run hostile env OJW_HOSTILE_OUT="$out/hostile.json" "$GO" test -count=1 -timeout 20m -v ./test/hostile/
+	run leak env OJW_LEAK_OUT="$out/leak.json" "$GO" test -count=1 -timeout 20m -v ./test/zz_confidentiality/
 done
 
 echo "== report" >&2
