@@ -197,6 +197,7 @@ test-unit:
 	$(GO) vet -tags docker ./docker/...
 	$(GO) vet -tags keycloak ./cmd/...
 	$(GO) test -race -count=1 ./validator/... ./internal/... ./cmd/...
+	$(GO) test -count=1 ./scripts/...   # the report's plot program (make report)
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./validator/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeResult$$' -fuzztime 10s ./internal/fetchwire/
 	@mkdir -p $(BUILD)
@@ -238,9 +239,14 @@ bench:
 bench-major: test-modules
 	$(TEST_ENV) OJW_BENCH_CONNECTIONS=300 $(GO) test -count=1 -run '^$$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/
 
-# The benchmark and load report: docs/report.md and docs/latency.png (about 8 minutes).
-report: test-modules
-	PG_CONFIG=$(PG_CONFIG) PG_MAJOR=$(PG_MAJOR) scripts/report.sh
+# The benchmark and load report against every major in TEST_MAJORS: docs/report.md and
+# docs/latency-<major>.png (about 8 minutes per major).
+report:
+	@for m in $(TEST_MAJORS); do \
+		if [ "$$m" = "$(PG_MAJOR)" ]; then pgc='$(PG_CONFIG)'; else pgc=$$(PG_CONFIG= scripts/pg.sh $$m) || exit 1; fi; \
+		$(MAKE) --no-print-directory test-modules PG_MAJOR=$$m PG_CONFIG="$$pgc" || exit 1; \
+	done
+	PG_CONFIG=$(PG_CONFIG) TEST_MAJORS="$(TEST_MAJORS)" scripts/report.sh
 
 # PostgreSQL 18 + oauth_jwt + Keycloak on this machine and a psql SSO login: interactive on a
 # terminal, self-approving otherwise (or with DEMO_ARGS=--auto).

@@ -2,9 +2,6 @@ package faults
 
 import (
 	"context"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -251,15 +248,4 @@ func unsigned(t *testing.T, idp *testidp.IdP) string {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-func writeOutcomes(path string) error {
-	b, err := json.MarshalIndent(outcomes, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
 }

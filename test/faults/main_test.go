@@ -19,19 +19,12 @@ import (
 	"sort"
 	"sync"
 	"testing"
+
+	"github.com/oauth-jwt/oauth_jwt/test/results"
 )
 
-// Outcome is one row of the fault table.
-type Outcome struct {
-	Fault    string  `json:"fault"`
-	Cache    string  `json:"cache"`  // cold, warm, stale, ...
-	Token    string  `json:"token"`  // valid, forged, ...
-	Result   string  `json:"result"` // accepted, refused, internal error
-	Reason   string  `json:"reason,omitempty"`
-	Evidence string  `json:"evidence,omitempty"` // the log line that says why
-	Seconds  float64 `json:"seconds"`            // client-side time of the login
-	Order    int     `json:"order"`
-}
+// Outcome is one row of the fault table (OJW_FAULTS_OUT).
+type Outcome = results.Outcome
 
 var (
 	outMu    sync.Mutex
@@ -49,7 +42,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if path := os.Getenv("OJW_FAULTS_OUT"); path != "" {
 		sort.SliceStable(outcomes, func(i, j int) bool { return outcomes[i].Order < outcomes[j].Order })
-		if err := writeOutcomes(path); err != nil {
+		if err := results.Write(path, outcomes); err != nil {
 			os.Stderr.WriteString("OJW_FAULTS_OUT: " + err.Error() + "\n")
 			code = 1
 		}

@@ -479,10 +479,10 @@ func TestCorpusThroughServer(t *testing.T) {
 	}
 	watch.Check(t)
 	t.Logf("%d corpus cases through the server (%d negative), %d refused by PostgreSQL before the validator", len(cases), neg, viaPG)
-	results.mu.Lock()
-	results.CorpusCases, results.CorpusNegative, results.CorpusRefusedByPostgres = len(cases), neg, viaPG
-	results.CorpusReasons = loadkit.Reasons(c.Log())
-	results.mu.Unlock()
+	figuresMu.Lock()
+	figures.CorpusCases, figures.CorpusNegative, figures.CorpusRefusedByPostgres = len(cases), neg, viaPG
+	figures.CorpusReasons = loadkit.Reasons(c.Log())
+	figuresMu.Unlock()
 }
 
 // outcome is what one login through the server gave.

@@ -11,24 +11,8 @@ import (
 	"time"
 
 	"github.com/oauth-jwt/oauth_jwt/test/loadkit"
+	"github.com/oauth-jwt/oauth_jwt/test/results"
 )
-
-// FuzzResult is what TestFuzzThroughServer did.
-type FuzzResult struct {
-	Seconds          float64        `json:"seconds"`
-	Workers          int            `json:"workers"`
-	Seed             uint64         `json:"seed"`
-	Mutants          int64          `json:"mutants"`
-	MutantsAccepted  int64          `json:"mutants_accepted"`
-	Valid            int64          `json:"valid_sent"`
-	ValidAccepted    int64          `json:"valid_accepted"`
-	ByValidator      int            `json:"refused_by_oauth_jwt"`
-	ByPostgres       int            `json:"refused_by_postgres"`
-	Reasons          map[string]int `json:"reasons"`
-	PostgresMessages map[string]int `json:"postgres_messages"`
-	Mutators         map[string]int `json:"mutators"`
-	Crashes          int            `json:"crash_lines"`
-}
 
 // mutator makes a hostile token from a valid one.
 type mutator struct {
@@ -205,7 +189,7 @@ func TestFuzzThroughServer(t *testing.T) {
 	wg.Wait()
 	time.Sleep(300 * time.Millisecond)
 	log := c.LogSince(mark)
-	res := &FuzzResult{Seconds: dur.Seconds(), Workers: workers, Seed: seed, Mutants: mutants.Load(), MutantsAccepted: mutantsOK.Load(),
+	res := &results.Fuzz{Seconds: dur.Seconds(), Workers: workers, Seed: seed, Mutants: mutants.Load(), MutantsAccepted: mutantsOK.Load(),
 		Valid: validSent.Load(), ValidAccepted: validOK.Load(), Reasons: loadkit.Reasons(log), Mutators: used,
 		PostgresMessages: map[string]int{}}
 	delete(res.Reasons, "ok") // the valid token's logins
@@ -224,9 +208,9 @@ func TestFuzzThroughServer(t *testing.T) {
 	res.Crashes = watch.Check(t)
 	t.Logf("%v with %d clients: %d mutants sent, %d accepted; valid token sent %d times, accepted %d; refused by oauth_jwt: %d (%s); refused by PostgreSQL before the validator: %d %v",
 		dur, workers, res.Mutants, res.MutantsAccepted, res.Valid, res.ValidAccepted, res.ByValidator, loadkit.ReasonsString(res.Reasons), res.ByPostgres, res.PostgresMessages)
-	results.mu.Lock()
-	results.Fuzz = res
-	results.mu.Unlock()
+	figuresMu.Lock()
+	figures.Fuzz = res
+	figuresMu.Unlock()
 
 	if len(accepted) > 0 {
 		t.Errorf("%d mutated tokens were ACCEPTED, e.g. %s", len(accepted), accepted[0])

@@ -15,10 +15,8 @@ package hostile
 import (
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -26,31 +24,22 @@ import (
 	"time"
 
 	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
+	"github.com/oauth-jwt/oauth_jwt/test/results"
 )
 
-// Results are the figures of the package (OJW_HOSTILE_OUT).
-type Results struct {
-	mu                      sync.Mutex
-	CorpusCases             int            `json:"corpus_cases"`
-	CorpusNegative          int            `json:"corpus_negative"`
-	CorpusRefusedByPostgres int            `json:"corpus_refused_by_postgres"`
-	CorpusReasons           map[string]int `json:"corpus_reasons"`
-	Fuzz                    *FuzzResult    `json:"fuzz,omitempty"`
-	SASL                    []SASLResult   `json:"sasl,omitempty"`
-}
-
-var results Results
+// figures are the figures of the package (OJW_HOSTILE_OUT), written by
+// the tests under figuresMu.
+var (
+	figuresMu sync.Mutex
+	figures   results.Hostile
+)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if path := os.Getenv("OJW_HOSTILE_OUT"); path != "" {
-		results.mu.Lock()
-		b, err := json.MarshalIndent(&results, "", "  ")
-		results.mu.Unlock()
-		if err == nil {
-			_ = os.MkdirAll(filepath.Dir(path), 0o755)
-			err = os.WriteFile(path, append(b, '\n'), 0o644)
-		}
+		figuresMu.Lock()
+		err := results.Write(path, &figures)
+		figuresMu.Unlock()
 		if err != nil {
 			os.Stderr.WriteString("OJW_HOSTILE_OUT: " + err.Error() + "\n")
 			code = 1

@@ -13,16 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/oauth-jwt/oauth_jwt/test/loadkit"
 	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
+	"github.com/oauth-jwt/oauth_jwt/test/results"
 )
-
-// SASLResult is one raw SASL exchange of TestMalformedSASL.
-type SASLResult struct {
-	Name            string `json:"name"`
-	Bytes           int    `json:"bytes"`
-	Client          string `json:"client"`     // what the client got
-	Server          string `json:"server_log"` // PostgreSQL's own message
-	ValidatorCalled bool   `json:"validator_called"`
-}
 
 // saslExchange is the client side of one OAUTHBEARER attempt made by hand.
 type saslExchange struct {
@@ -205,16 +197,16 @@ func TestMalformedSASL(t *testing.T) {
 			if tc.frame != nil {
 				n = len(tc.frame)
 			}
-			r := SASLResult{Name: tc.name, Bytes: n, Client: x.describe(), ValidatorCalled: strings.Contains(log, "oauth_jwt")}
+			r := results.SASL{Name: tc.name, Bytes: n, Client: x.describe(), ValidatorCalled: strings.Contains(log, "oauth_jwt")}
 			for _, line := range strings.Split(log, "\n") {
 				if strings.Contains(line, tc.want) {
 					r.Server = pgMessage(line)
 					break
 				}
 			}
-			results.mu.Lock()
-			results.SASL = append(results.SASL, r)
-			results.mu.Unlock()
+			figuresMu.Lock()
+			figures.SASL = append(figures.SASL, r)
+			figuresMu.Unlock()
 			t.Logf("client: %s; server: %s", r.Client, r.Server)
 			if r.ValidatorCalled {
 				t.Errorf("the validator was called:\n%s", log)

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/oauth-jwt/oauth_jwt/test/loadkit"
 	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
+	"github.com/oauth-jwt/oauth_jwt/test/results"
 	"github.com/oauth-jwt/oauth_jwt/test/testidp"
 )
 
@@ -28,7 +30,9 @@ import (
 //
 //	make bench   (or: go test -run '^$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/)
 //
-// OJW_BENCH_CONNECTIONS sets the logins per kind (default 200).
+// OJW_BENCH_CONNECTIONS sets the logins per kind (default 200); with
+// OJW_BENCH_OUT set, the figures are written there as JSON (results.Bench,
+// for scripts/report.sh).
 func BenchmarkConnectionLatency(b *testing.B) {
 	n := 200
 	if v, err := strconv.Atoi(os.Getenv("OJW_BENCH_CONNECTIONS")); err == nil && v > 0 {
@@ -62,11 +66,11 @@ func BenchmarkConnectionLatency(b *testing.B) {
 		name string
 		cfg  *pgx.ConnConfig
 	}{
-		{"trust", tcpConfig(b, c, "bench_trust", "")},
-		{"scram-sha-256", tcpConfig(b, c, "bench_scram", "bench-password")},
-		{"oauth no-op (C)", c.OAuthConfig("bench_noop", "opaque-token")},
-		{"oauth no-op (Go runtime)", c.OAuthConfig("bench_gonoop", "opaque-token")},
-		{"oauth_jwt", c.OAuthConfig("bench_jwt", tok)},
+		{results.KindTrust, tcpConfig(b, c, "bench_trust", "")},
+		{results.KindScram, tcpConfig(b, c, "bench_scram", "bench-password")},
+		{results.KindNoop, c.OAuthConfig("bench_noop", "opaque-token")},
+		{results.KindGoNoop, c.OAuthConfig("bench_gonoop", "opaque-token")},
+		{results.KindJWT, c.OAuthConfig("bench_jwt", tok)},
 	}
 	ctx := context.Background()
 
@@ -74,7 +78,7 @@ func BenchmarkConnectionLatency(b *testing.B) {
 	// memSamples more connections of each kind open (warm-cache logins, the
 	// normal case) and report the median backend's memory once settled.
 	const memSamples = 5
-	mem := map[string]string{}
+	mem := map[string]results.ProcSample{}
 	for _, k := range kinds {
 		warm, err := pgx.ConnectConfig(ctx, k.cfg)
 		if err != nil {
@@ -119,8 +123,7 @@ func BenchmarkConnectionLatency(b *testing.B) {
 	b.StopTimer()
 	idpRequests := idp.Requests(testidp.PathDiscovery) + idp.Requests(testidp.PathJWKS)
 
-	var table strings.Builder
-	fmt.Fprintf(&table, "| login | p50 ms | p99 ms | p50 vs no-op | backend private dirty (median of %d) | threads |\n|---|---|---|---|---|---|\n", memSamples)
+	res := results.Bench{Connections: n, MemSamples: memSamples, IdPRequests: idpRequests}
 	p50 := map[string]time.Duration{}
 	for j, k := range kinds {
 		s := lat[j]
@@ -130,19 +133,19 @@ func BenchmarkConnectionLatency(b *testing.B) {
 	for j, k := range kinds {
 		s := lat[j]
 		q50, q99 := s[len(s)/2], s[len(s)*99/100]
-		ratio := float64(q50) / float64(p50["oauth no-op (C)"])
-		fmt.Fprintf(&table, "| %s | %.2f | %.2f | %.2f× | %s |\n", k.name, ms(q50), ms(q99), ratio, mem[k.name])
+		res.Kinds = append(res.Kinds, results.BenchKind{Name: k.name, P50ms: ms(q50), P99ms: ms(q99),
+			VsNoop: float64(q50) / float64(p50[results.KindNoop]), PrivateDirtyKB: mem[k.name].PrivateDirtyKB, Threads: mem[k.name].Threads})
 		metric := strings.NewReplacer(" ", "_", "(", "", ")", "", "-", "_").Replace(k.name)
 		b.ReportMetric(ms(q50), metric+"_p50_ms")
 		b.ReportMetric(ms(q99), metric+"_p99_ms")
 	}
-	b.ReportMetric(float64(p50["oauth_jwt"])/float64(p50["oauth no-op (C)"]), "jwt/noop_p50")
+	b.ReportMetric(float64(p50[results.KindJWT])/float64(p50[results.KindNoop]), "jwt/noop_p50")
 	b.ReportMetric(float64(idpRequests), "idp_requests")
-	fmt.Fprintf(&table, "\n%d logins per kind, interleaved; identity-provider requests during the timed run: %d.\n", n, idpRequests)
-	b.Logf("\n%s", table.String())
+	b.Logf("\n%s", res.Markdown())
 	if out := os.Getenv("OJW_BENCH_OUT"); out != "" {
-		_ = os.MkdirAll(filepath.Dir(out), 0o755)
-		_ = os.WriteFile(out, []byte(table.String()), 0o644)
+		if err := results.Write(out, res); err != nil {
+			b.Error(err)
+		}
 	}
 }
 
@@ -158,44 +161,20 @@ func tcpConfig(b testing.TB, c *pgtest.Cluster, user, password string) *pgx.Conn
 	return cfg
 }
 
-// medianMemory is backendMemory of the backend with the median private
-// dirty memory among pids.
-func medianMemory(t testing.TB, pids []int) string {
+// medianMemory is what /proc says about the backend with the median
+// private dirty memory among pids.
+func medianMemory(t testing.TB, pids []int) results.ProcSample {
 	t.Helper()
-	type sample struct {
-		kb  int
-		row string
-	}
-	var ss []sample
+	var ss []results.ProcSample
 	for _, pid := range pids {
-		row := backendMemory(t, pid)
-		var kb int
-		fmt.Sscanf(row, "%d", &kb)
-		ss = append(ss, sample{kb, row})
-	}
-	sort.Slice(ss, func(i, j int) bool { return ss[i].kb < ss[j].kb })
-	return ss[len(ss)/2].row
-}
-
-// backendMemory reads a backend's private dirty memory and thread count.
-func backendMemory(t testing.TB, pid int) string {
-	t.Helper()
-	var dirty, threads string
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid)); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "Private_Dirty:"); ok {
-				dirty = strings.TrimSpace(v)
-			}
+		s, err := loadkit.SampleProc(pid)
+		if err != nil {
+			t.Fatalf("backend %d: %v", pid, err)
 		}
+		ss = append(ss, s)
 	}
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "Threads:"); ok {
-				threads = strings.TrimSpace(v)
-			}
-		}
-	}
-	return dirty + " | " + threads
+	sort.Slice(ss, func(i, j int) bool { return ss[i].PrivateDirtyKB < ss[j].PrivateDirtyKB })
+	return ss[len(ss)/2]
 }
 
 // BenchmarkColdCacheLogin measures what a login costs when the key cache

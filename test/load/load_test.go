@@ -13,64 +13,18 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/oauth-jwt/oauth_jwt/test/loadkit"
 	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
+	"github.com/oauth-jwt/oauth_jwt/test/results"
 	"github.com/oauth-jwt/oauth_jwt/test/testidp"
 )
 
 // The three kinds of login measured side by side.
 const (
-	kindJWT   = "oauth_jwt"
-	kindScram = "scram-sha-256"
-	kindNoop  = "oauth no-op (C)"
+	kindJWT   = results.KindJWT
+	kindScram = results.KindScram
+	kindNoop  = results.KindNoop
 )
 
 var kindOrder = []string{kindJWT, kindScram, kindNoop}
-
-// LoadResult is what TestConnectionChurnLoad measured (OJW_LOAD_OUT).
-type LoadResult struct {
-	Machine         loadkit.Machine `json:"machine"`
-	DurationS       float64         `json:"duration_s"`
-	RefreshS        float64         `json:"cache_refresh_interval_s"`
-	MaxConnections  int             `json:"max_connections"`
-	Kinds           []KindResult    `json:"kinds"`
-	TotalPerSec     float64         `json:"total_connections_per_s"`
-	IdPDiscovery    int             `json:"idp_discovery_requests"`
-	IdPJWKS         int             `json:"idp_jwks_requests"`
-	IdPBound        int             `json:"idp_bound_per_document"`
-	Crashes         int             `json:"crash_lines"`
-	PostmasterSame  bool            `json:"postmaster_pid_unchanged"`
-	Rejections      int             `json:"oauth_jwt_rejections"`
-	Timeline        []Second        `json:"timeline"`
-	Phases          []KindResult    `json:"phases,omitempty"`
-	PhaseSeconds    float64         `json:"phase_s,omitempty"`
-	Rounds          int             `json:"rounds,omitempty"`
-	TotalSeconds    float64         `json:"total_s"`
-	IdPDiscoveryAll int             `json:"idp_discovery_requests_total"`
-	IdPJWKSAll      int             `json:"idp_jwks_requests_total"`
-	IdPBoundAll     int             `json:"idp_bound_total"`
-	PeakConnections int             `json:"peak_backends"`
-}
-
-// KindResult is one kind of login under load.
-type KindResult struct {
-	Name       string    `json:"name"`
-	Clients    int       `json:"clients"`
-	Logins     int       `json:"logins"`
-	Failures   int       `json:"failures"`
-	PerSec     float64   `json:"connections_per_s"`
-	P50ms      float64   `json:"p50_ms"`
-	P90ms      float64   `json:"p90_ms"`
-	P99ms      float64   `json:"p99_ms"`
-	MaxMs      float64   `json:"max_ms"`
-	CDF        []float64 `json:"cdf_ms"` // latency at quantiles 0.5%, 1%, ..., 100% (200 points)
-	FirstError string    `json:"first_error,omitempty"`
-}
-
-// Second is one second of the run.
-type Second struct {
-	T      int                `json:"t"`
-	Logins map[string]int     `json:"logins"`
-	P50ms  map[string]float64 `json:"p50_ms"`
-}
 
 type sample struct {
 	at  time.Duration // since the start, when the login finished
@@ -160,7 +114,7 @@ func TestConnectionChurnLoad(t *testing.T) {
 	<-peakDone
 	samples, failures, firstErr, elapsed := run.samples, run.failures, run.firstErr, run.elapsed
 
-	res := LoadResult{
+	res := results.Load{
 		DurationS: elapsed.Seconds(), RefreshS: refresh.Seconds(), MaxConnections: maxConn,
 		IdPDiscovery: idp.Requests(testidp.PathDiscovery), IdPJWKS: idp.Requests(testidp.PathJWKS),
 		PeakConnections: peak,
@@ -300,9 +254,9 @@ func latencies(ss []sample) []time.Duration {
 }
 
 // kindResult summarises the logins of one kind.
-func kindResult(name string, clients int, lat []time.Duration, failures int, firstErr string, elapsed time.Duration) KindResult {
+func kindResult(name string, clients int, lat []time.Duration, failures int, firstErr string, elapsed time.Duration) results.Kind {
 	lat = loadkit.Sorted(lat)
-	kr := KindResult{Name: name, Clients: clients, Logins: len(lat), Failures: failures,
+	kr := results.Kind{Name: name, Clients: clients, Logins: len(lat), Failures: failures,
 		PerSec: float64(len(lat)) / elapsed.Seconds(),
 		P50ms:  loadkit.Ms(loadkit.Quantile(lat, 0.5)), P90ms: loadkit.Ms(loadkit.Quantile(lat, 0.9)),
 		P99ms: loadkit.Ms(loadkit.Quantile(lat, 0.99)), MaxMs: loadkit.Ms(loadkit.Quantile(lat, 1)),
@@ -317,7 +271,7 @@ func tableHead(b *strings.Builder) {
 	fmt.Fprintf(b, "| login | clients | logins | failed | conn/s | p50 ms | p90 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|---|---|\n")
 }
 
-func tableRow(b *strings.Builder, kr KindResult) {
+func tableRow(b *strings.Builder, kr results.Kind) {
 	fmt.Fprintf(b, "| %s | %d | %d | %d | %.1f | %.2f | %.2f | %.2f | %.2f |\n",
 		kr.Name, kr.Clients, kr.Logins, kr.Failures, kr.PerSec, kr.P50ms, kr.P90ms, kr.P99ms, kr.MaxMs)
 }
@@ -382,12 +336,12 @@ func churn(ctx context.Context, all []client, dur time.Duration) churnRun {
 
 // timeline buckets the samples by second: logins finished and median
 // latency per kind.
-func timeline(samples map[string][]sample, elapsed time.Duration) []Second {
+func timeline(samples map[string][]sample, elapsed time.Duration) []results.Second {
 	n := int(elapsed/time.Second) + 1
-	out := make([]Second, n)
+	out := make([]results.Second, n)
 	lats := make([]map[string][]time.Duration, n)
 	for i := range out {
-		out[i] = Second{T: i, Logins: map[string]int{}, P50ms: map[string]float64{}}
+		out[i] = results.Second{T: i, Logins: map[string]int{}, P50ms: map[string]float64{}}
 		lats[i] = map[string][]time.Duration{}
 	}
 	for k, ss := range samples {

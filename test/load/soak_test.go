@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/oauth-jwt/oauth_jwt/test/loadkit"
 	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
+	"github.com/oauth-jwt/oauth_jwt/test/results"
 	"github.com/oauth-jwt/oauth_jwt/test/testidp"
 )
 
@@ -31,41 +32,6 @@ import (
 // 64 kB is 16 pages: above the one-time effect, far below what any
 // per-second leak would add over minutes.
 const growthToleranceKB = 64
-
-// SoakResult is what TestSoak measured (OJW_SOAK_OUT).
-type SoakResult struct {
-	Machine         loadkit.Machine       `json:"machine"`
-	DurationS       float64               `json:"duration_s"`
-	Sessions        int                   `json:"sessions"`
-	Controls        int                   `json:"controls"`
-	Queries         int64                 `json:"queries"`
-	ChurnLogins     int64                 `json:"churn_logins"`
-	ChurnFailures   int64                 `json:"churn_failures"`
-	Refused         int64                 `json:"expired_refused"`
-	RefusedAccepted int64                 `json:"expired_accepted"`
-	ToleranceKB     int                   `json:"tolerance_kb"`
-	Backends        []BackendTrace        `json:"backends"`
-	Postmaster      []loadkit.ProcSample  `json:"postmaster"`
-	FreshLogin      [2]loadkit.ProcSample `json:"fresh_login_start_end"` // median of 5 fresh logins, start and end
-	SampleTimesS    []float64             `json:"sample_times_s"`
-	MaxGrowthKB     int                   `json:"max_growth_kb"`
-	MedianGrowthKB  int                   `json:"median_growth_kb"`
-	MaxLateGrowthKB int                   `json:"max_second_half_growth_kb"`
-	ControlGrowthKB []int                 `json:"control_growth_kb"`
-	ThreadsStart    []int                 `json:"threads_start"`
-	ThreadsEnd      []int                 `json:"threads_end"`
-	CacheFiles      [2][]string           `json:"cache_files_start_end"`
-	Crashes         int                   `json:"crash_lines"`
-	IdPDiscovery    int                   `json:"idp_discovery_requests"`
-	IdPJWKS         int                   `json:"idp_jwks_requests"`
-}
-
-// BackendTrace is one long-lived backend's samples over the soak.
-type BackendTrace struct {
-	PID     int                  `json:"pid"`
-	Control bool                 `json:"control"` // trust login, no oauth_jwt
-	Samples []loadkit.ProcSample `json:"samples"`
-}
 
 // TestSoak holds long-lived OAuth sessions open, running queries, while
 // other clients log in and out; the long-lived backends must keep their
@@ -134,9 +100,9 @@ func TestSoak(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second)
 
-	res := SoakResult{Sessions: sessions, Controls: controls, ToleranceKB: growthToleranceKB}
+	res := results.Soak{Sessions: sessions, Controls: controls, ToleranceKB: growthToleranceKB}
 	res.Machine = loadkit.DescribeMachine(ctx, c)
-	res.Backends = make([]BackendTrace, len(pids))
+	res.Backends = make([]results.BackendTrace, len(pids))
 	for i, pid := range pids {
 		res.Backends[i].PID = pid
 		res.Backends[i].Control = i >= sessions

@@ -4,7 +4,8 @@
 // trusting it, token minting, crash detection (postmaster pid and the
 // crash lines PostgreSQL logs), per-process memory and thread samples from
 // /proc, latency quantiles, the reason codes a server log names, and the
-// JSON result files that scripts/report.sh turns into docs/report.md.
+// JSON result files (the types of test/results) that scripts/report.sh
+// turns into docs/report.md.
 //
 // Everything runs on loopback and is bounded in time; sizes come from
 // environment variables with defaults that meet issue 6's minimums (see
@@ -13,7 +14,6 @@ package loadkit
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,6 +28,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
+	"github.com/oauth-jwt/oauth_jwt/test/results"
 	"github.com/oauth-jwt/oauth_jwt/test/testidp"
 )
 
@@ -149,14 +150,7 @@ func WriteJSON(t testing.TB, env string, v any) {
 	if path == "" {
 		return
 	}
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+	if err := results.Write(path, v); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("results written to %s", path)
@@ -232,11 +226,7 @@ func PostmasterPID(t testing.TB, c *pgtest.Cluster) int {
 // Processes
 
 // ProcSample is what /proc says about one process.
-type ProcSample struct {
-	PrivateDirtyKB int `json:"private_dirty_kb"` // smaps_rollup Private_Dirty
-	RssKB          int `json:"rss_kb"`           // smaps_rollup Rss
-	Threads        int `json:"threads"`          // status Threads
-}
+type ProcSample = results.ProcSample
 
 // SampleProc reads /proc/<pid>/smaps_rollup and /proc/<pid>/status.
 func SampleProc(pid int) (ProcSample, error) {
@@ -364,13 +354,7 @@ func ServerOwned(t testing.TB, path string) {
 func CacheDir(c *pgtest.Cluster) string { return filepath.Join(c.Data, "oauth_jwt_cache") }
 
 // Machine describes the machine for result files.
-type Machine struct {
-	Date      string `json:"date"`
-	CPU       string `json:"cpu"`
-	Cores     int    `json:"cores"`
-	GoVersion string `json:"go"`
-	Postgres  string `json:"postgres"`
-}
+type Machine = results.Machine
 
 // DescribeMachine fills a Machine (PostgreSQL's version from the cluster).
 func DescribeMachine(ctx context.Context, c *pgtest.Cluster) Machine {

@@ -33,6 +33,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/oauth-jwt/oauth_jwt/test/loadkit"
 	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
+	"github.com/oauth-jwt/oauth_jwt/test/results"
 	"github.com/oauth-jwt/oauth_jwt/test/testidp"
 	"github.com/oauth-jwt/oauth_jwt/validator/keycache"
 )
@@ -72,22 +73,6 @@ func (s *seen) all() []string {
 	return append([]string(nil), s.toks...)
 }
 
-// LeakResult is the summary written to OJW_LEAK_OUT.
-type LeakResult struct {
-	LogBytes     int            `json:"log_bytes"`
-	LogLines     int            `json:"log_lines"`
-	Tokens       int            `json:"tokens_checked"`
-	Segments     int            `json:"segments_checked"`
-	Logins       map[string]int `json:"logins"`
-	Reasons      map[string]int `json:"reasons"`
-	DebugLines   int            `json:"debug_lines"`
-	Statements   int            `json:"statements_logged"`
-	DeviceFlows  int            `json:"psql_device_flow_logins"`
-	DeviceTokens int            `json:"psql_device_flow_tokens"`
-	Leaks        int            `json:"leaks"`
-	SettingsUsed []string       `json:"settings"`
-}
-
 func TestNothingSecretInTheServerLog(t *testing.T) {
 	settings := []string{
 		"log_min_messages = debug5",
@@ -125,7 +110,7 @@ func TestNothingSecretInTheServerLog(t *testing.T) {
 	// all): that is PostgreSQL's own behaviour for CREATE ROLE ... PASSWORD
 	// by an administrator, not a login. Start the checked log after it.
 	mark := c.LogMark()
-	res := LeakResult{Logins: map[string]int{}, SettingsUsed: append(settings, "oauth_jwt.log_accepted = on")}
+	res := results.Leak{Logins: map[string]int{}, SettingsUsed: append(settings, "oauth_jwt.log_accepted = on")}
 	ctx := loadkit.Ctx(t, 5*time.Minute)
 
 	login := func(kind, role, tok string) bool {
@@ -419,9 +404,7 @@ func TestNothingSecretInTheServerLog(t *testing.T) {
 	t.Logf("server log: %d bytes, %d lines (%d DEBUG, %d statements); %d tokens and %d distinct segments checked; reasons %s; leaks: %d",
 		res.LogBytes, res.LogLines, res.DebugLines, res.Statements, res.Tokens, res.Segments, loadkit.ReasonsString(res.Reasons), res.Leaks)
 	if path := os.Getenv("OJW_LEAK_OUT"); path != "" {
-		b, _ := json.MarshalIndent(res, "", "  ")
-		_ = os.MkdirAll(filepath.Dir(path), 0o755)
-		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		if err := results.Write(path, res); err != nil {
 			t.Error(err)
 		}
 	}
