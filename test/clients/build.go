@@ -18,6 +18,7 @@
 package clients
 
 import (
+	"debug/elf"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,11 +73,52 @@ func BuildTokenHook(t testing.TB) string {
 		t.Fatalf("no C compiler (%s): install gcc (apt-get install gcc) or set CC", cc)
 	}
 	out := filepath.Join(t.TempDir(), "libpq_token_hook")
-	cmd := exec.Command(cc, "-Wall", "-Wextra", "-Werror", "-I"+inc,
+	args := []string{"-Wall", "-Wextra", "-Werror", "-I" + inc,
 		filepath.Join(repoRoot(t), TokenHookSource),
-		"-L"+lib, "-Wl,-rpath,"+lib, "-lpq", "-o", out)
+		"-L" + lib, "-Wl,-rpath," + lib, "-lpq", "-o", out}
+	args = append(args, privateLoaderFlags(t, filepath.Join(pgConfig("--bindir"), "psql"))...)
+	cmd := exec.Command(cc, args...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("compiling %s: %v\n%s", TokenHookSource, err, b)
 	}
 	return out
+}
+
+// privateLoaderFlags links the example the way the server's own psql is
+// linked when that psql runs on a C library of its own: scripts/pg.sh
+// unpacks Debian's PostgreSQL 19 binaries with the newer glibc they need
+// into its cache and points them at it (interpreter and RUNPATH). A program
+// linked against that libpq must use the same loader and libraries; the
+// system's older libc cannot resolve the symbols libpq needs at link time,
+// which the cache's loader provides at run time. For a psql on the system's
+// loader (PostgreSQL 18 built from source) this adds nothing.
+func privateLoaderFlags(t testing.TB, psql string) []string {
+	t.Helper()
+	f, err := elf.Open(psql)
+	if err != nil {
+		t.Fatalf("reading %s: %v", psql, err)
+	}
+	defer f.Close()
+	var interp string
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b := make([]byte, p.Filesz)
+			if _, err := p.ReadAt(b, 0); err != nil {
+				t.Fatalf("reading the interpreter of %s: %v", psql, err)
+			}
+			interp = strings.TrimRight(string(b), "\x00")
+		}
+	}
+	runpath, _ := f.DynString(elf.DT_RUNPATH)
+	if interp == "" || strings.HasPrefix(interp, "/lib") || strings.HasPrefix(interp, "/usr/lib/") {
+		return nil // the system's loader
+	}
+	if len(runpath) == 0 {
+		t.Fatalf("%s uses its own loader %s but has no RUNPATH: re-provision it with scripts/pg.sh", psql, interp)
+	}
+	flags := []string{"-Wl,--dynamic-linker=" + interp, "-Wl,--allow-shlib-undefined"}
+	for _, dir := range strings.Split(runpath[0], ":") {
+		flags = append(flags, "-Wl,-rpath,"+dir)
+	}
+	return flags
 }

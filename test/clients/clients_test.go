@@ -136,7 +136,14 @@ func TestPsqlDeviceFlow(t *testing.T) {
 	}
 	log = e.pg.WaitLog(mark, `connection authenticated: identity="alice" method=oauth`)
 	fatal := strings.Index(log, authFailed("alice"))
-	if fatal < 0 || fatal > strings.Index(log, `connection authenticated: identity="alice"`) {
+	switch {
+	case e.pg.Major >= 19:
+		// PostgreSQL 19 no longer logs the discovery round trip as a
+		// failed login (test/hostile's TestMalformedSASL checks the same).
+		if fatal >= 0 {
+			t.Errorf("PostgreSQL %d logged %q for the empty first connection:\n%s", e.pg.Major, authFailed("alice"), log)
+		}
+	case fatal < 0 || fatal > strings.Index(log, `connection authenticated: identity="alice"`):
 		t.Errorf("the server log lacks the first connection's %q before the login:\n%s", authFailed("alice"), log)
 	}
 	if n := strings.Count(log, "oauth_jwt: bearer token"); n != 1 {
@@ -225,7 +232,7 @@ func TestLibpqTokenHook(t *testing.T) {
 			}
 			// One FATAL for the empty first connection, one for a refused token.
 			wantFatals := 0
-			if tc.firstFails {
+			if tc.firstFails && e.pg.Major < 19 { // 19 does not log the discovery round trip
 				wantFatals++
 			}
 			if tc.refused {
