@@ -118,7 +118,7 @@ EOF
 # a superuser (delegated logins never reach a superuser).
 if [[ "$demo_roles" == on ]]; then
 	psql -v ON_ERROR_STOP=1 --no-psqlrc --username "${POSTGRES_USER:-postgres}" --dbname "${POSTGRES_DB:-postgres}" <<'EOSQL'
-CREATE ROLE dba LOGIN CREATEDB CREATEROLE;
+CREATE ROLE dba LOGIN CREATEDB;   -- no CREATEROLE: delegated logins are refused roles that have it (privileged_role)
 GRANT pg_read_all_data, pg_write_all_data, pg_monitor, pg_signal_backend TO dba;
 CREATE ROLE reader LOGIN;
 GRANT pg_read_all_data TO reader;
