@@ -47,6 +47,7 @@ import (
 	"github.com/testcontainers/testcontainers-go/wait"
 
 	"github.com/oauth-jwt/oauth_jwt/test/keycloak"
+	"github.com/oauth-jwt/oauth_jwt/validator/keycache"
 )
 
 const (
@@ -785,9 +786,11 @@ func (p *pod) keycloakStopped(ctx context.Context, t *testing.T) {
 		}
 	})
 
+	var refusedAt time.Time
 	t.Run("refused past cache_max_stale", func(t *testing.T) {
 		time.Sleep(time.Until(lastFetch.Add(staleFor + 2*time.Second)))
 		p.mustBeRefused(ctx, t, "app_writer", tok, "keys_unavailable")
+		refusedAt = time.Now()
 	})
 
 	t.Run("Keycloak back", func(t *testing.T) {
@@ -796,6 +799,11 @@ func (p *pod) keycloakStopped(ctx context.Context, t *testing.T) {
 		}
 		kcStopped = false
 		p.waitKeycloak(ctx, t)
+		// The refused login's failed fetch is recorded: no backend retries
+		// before the cache's retry interval has passed (a hanging provider
+		// costs one timeout per interval, not one per login). A restart
+		// faster than that interval must wait it out.
+		time.Sleep(time.Until(refusedAt.Add(keycache.DefaultRetryInterval + 2*time.Second)))
 		fresh, err := keycloak.ClientCredentialsToken(ctx, p.issuer, keycloak.ServiceClient, keycloak.ServiceSecret)
 		if err != nil {
 			t.Fatal(err)
