@@ -17,7 +17,9 @@
 # the major) in build/.
 
 MODULE_big = oauth_jwt
-OBJS = cshim/oauth_jwt.o
+# oauth_jwt_start.o: the constructors and the Go runtime's start (its threads'
+# signal mask and CPUs, malloc arenas, the main thread's stack bounds).
+OBJS = cshim/oauth_jwt.o cshim/oauth_jwt_start.o
 # Linked after the Go archive, so that its constructor runs right after the
 # Go runtime's (cshim/oauth_jwt_late.c says why).
 LATE_OBJ = cshim/oauth_jwt_late.o
@@ -34,13 +36,19 @@ GOARCHIVE = $(BUILD)/libojw.a
 # ojw_backend leaves the HTTP client (net/http, crypto/tls, jwx) out of the
 # archive: fetches run in oauth_jwt_fetch (docs/benchmarks.md says why).
 GOTAGS = netgo,osusergo,ojw_backend
-GO_LDFLAGS = -X=runtime.godebugDefault=asyncpreemptoff=1,updatemaxprocs=0
+# memprofilerate=0: no heap-profile sampling (the first allocation otherwise
+# takes a sample, stack walk included); decoratemappings=0: no prctl naming
+# each anonymous mapping the runtime makes.
+GO_LDFLAGS = -X=runtime.godebugDefault=asyncpreemptoff=1,updatemaxprocs=0,memprofilerate=0,decoratemappings=0
 GO_SOURCES = $(shell find validator internal cmd/oauth_jwt_fetch -name '*.go' -not -name '*_test.go') go.mod go.sum
 FETCH_HELPER = oauth_jwt_fetch
 
 PG_CPPFLAGS = -I$(BUILD) -Ivalidator/capi
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-SHLIB_LINK = $(GOARCHIVE) $(LATE_OBJ) -Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
+# --wrap: the Go runtime's thread creation and stack-bound query go through
+# cshim/oauth_jwt_start.c (references inside this library only).
+OJW_WRAP = -Wl,--wrap=pthread_create -Wl,--wrap=pthread_getattr_np
+SHLIB_LINK = $(GOARCHIVE) $(LATE_OBJ) -Wl,--version-script=cshim/exports.map -Wl,-z,nodelete $(OJW_WRAP) -lpthread
 EXTRA_CLEAN = $(BUILD) $(FETCH_HELPER) $(LATE_OBJ)
 
 # PG_MAJOR picks the server major (18 or 19; default 18). A PG_CONFIG that
@@ -98,10 +106,12 @@ $(MAJOR_STAMP): FORCE
 .PHONY: FORCE
 FORCE:
 
-cshim/oauth_jwt.o: $(GOARCHIVE) $(MAJOR_STAMP)
+cshim/oauth_jwt.o: $(GOARCHIVE) $(MAJOR_STAMP) cshim/oauth_jwt_start.h
+cshim/oauth_jwt_start.o $(LATE_OBJ): $(MAJOR_STAMP) cshim/oauth_jwt_start.h
 $(shlib): $(GOARCHIVE) $(LATE_OBJ) cshim/exports.map
 
-$(GOARCHIVE): $(GO_SOURCES)
+# Makefile: GO_LDFLAGS and GOTAGS are part of what an archive is built from.
+$(GOARCHIVE): $(GO_SOURCES) Makefile
 	CGO_ENABLED=1 CGO_CFLAGS="-O2 -g" $(GO) build -buildmode=c-archive -trimpath \
 		-tags '$(GOTAGS)' -ldflags='$(GO_LDFLAGS)' -o $@ ./validator/capi
 
@@ -117,33 +127,37 @@ TESTDIR = $(MAJORDIR)/test
 GOTEST = $(BUILD)/go/testhooks
 GONOOP = $(BUILD)/go/gonoop
 TEST_CFLAGS = $(CFLAGS) $(CFLAGS_SL) $(CFLAGS_SL_MODULE) $(PG_CFLAGS) $(CPPFLAGS)
-OJW_LINK = $(TESTDIR)/oauth_jwt_late.o -Wl,--version-script=cshim/exports.map -Wl,-z,nodelete -lpthread
+OJW_LINK = $(TESTDIR)/oauth_jwt_start.o $(TESTDIR)/oauth_jwt_late.o -Wl,--version-script=cshim/exports.map -Wl,-z,nodelete $(OJW_WRAP) -lpthread
 
-$(GOTEST)/libojw.a: $(GO_SOURCES)
+$(GOTEST)/libojw.a: $(GO_SOURCES) Makefile
 	CGO_ENABLED=1 CGO_CFLAGS="-O2 -g" $(GO) build -buildmode=c-archive -trimpath \
 		-tags '$(GOTAGS),ojw_testhooks' -ldflags='$(GO_LDFLAGS)' -o $@ ./validator/capi
 
 # The Go floor: the same shim with a Go archive that accepts everything.
-$(GONOOP)/libojw.a: test/gonoop/gonoop.go
+$(GONOOP)/libojw.a: test/gonoop/gonoop.go Makefile
 	CGO_ENABLED=1 CGO_CFLAGS="-O2 -g" $(GO) build -buildmode=c-archive -trimpath \
 		-tags '$(GOTAGS)' -ldflags='$(GO_LDFLAGS)' -o $@ ./test/gonoop
 
-$(TESTDIR)/oauth_jwt_late.o: cshim/oauth_jwt_late.c
+$(TESTDIR)/oauth_jwt_late.o: cshim/oauth_jwt_late.c cshim/oauth_jwt_start.h
 	@mkdir -p $(TESTDIR)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
 
-$(TESTDIR)/oauth_jwt.so: cshim/oauth_jwt.c cshim/exports.map $(GOTEST)/libojw.a $(TESTDIR)/oauth_jwt_late.o
+$(TESTDIR)/oauth_jwt_start.o: cshim/oauth_jwt_start.c cshim/oauth_jwt_start.h
+	@mkdir -p $(TESTDIR)
+	$(CC) $(TEST_CFLAGS) -c $< -o $@
+
+$(TESTDIR)/oauth_jwt.so: cshim/oauth_jwt.c cshim/exports.map $(GOTEST)/libojw.a $(TESTDIR)/oauth_jwt_late.o $(TESTDIR)/oauth_jwt_start.o
 	@mkdir -p $(TESTDIR)
 	$(CC) -I$(GOTEST) $(TEST_CFLAGS) -c cshim/oauth_jwt.c -o $(TESTDIR)/oauth_jwt.o
 	$(CC) -shared -o $@ $(TESTDIR)/oauth_jwt.o $(LDFLAGS) $(LDFLAGS_SL) $(GOTEST)/libojw.a $(OJW_LINK)
 
 # A build the server must refuse: the magic block of the next major (a
 # build for another server loaded by mistake). LOAD fails before _PG_init.
-$(TESTDIR)/oauth_jwt_badmagic.so: cshim/oauth_jwt.c cshim/exports.map $(GOTEST)/libojw.a $(TESTDIR)/oauth_jwt_late.o
+$(TESTDIR)/oauth_jwt_badmagic.so: cshim/oauth_jwt.c cshim/exports.map $(GOTEST)/libojw.a $(TESTDIR)/oauth_jwt_late.o $(TESTDIR)/oauth_jwt_start.o
 	$(CC) -I$(GOTEST) $(TEST_CFLAGS) -DOJW_TEST_WRONG_MAGIC -c cshim/oauth_jwt.c -o $(TESTDIR)/oauth_jwt_badmagic.o
 	$(CC) -shared -o $@ $(TESTDIR)/oauth_jwt_badmagic.o $(LDFLAGS) $(LDFLAGS_SL) $(GOTEST)/libojw.a $(OJW_LINK)
 
-$(TESTDIR)/oauth_gonoop.so: cshim/oauth_jwt.c cshim/exports.map $(GONOOP)/libojw.a $(TESTDIR)/oauth_jwt_late.o
+$(TESTDIR)/oauth_gonoop.so: cshim/oauth_jwt.c cshim/exports.map $(GONOOP)/libojw.a $(TESTDIR)/oauth_jwt_late.o $(TESTDIR)/oauth_jwt_start.o
 	@mkdir -p $(TESTDIR)
 	$(CC) -I$(GONOOP) $(TEST_CFLAGS) -c cshim/oauth_jwt.c -o $(TESTDIR)/oauth_gonoop.o
 	$(CC) -shared -o $@ $(TESTDIR)/oauth_gonoop.o $(LDFLAGS) $(LDFLAGS_SL) $(GONOOP)/libojw.a $(OJW_LINK)
@@ -158,7 +172,7 @@ $(TESTDIR)/$(FETCH_HELPER): $(FETCH_HELPER)
 
 # The installable module for this major (what `make install` would install),
 # for the tests and benchmarks that load the production build.
-$(MAJORDIR)/oauth_jwt.so: cshim/oauth_jwt.c cshim/exports.map $(GOARCHIVE) $(TESTDIR)/oauth_jwt_late.o
+$(MAJORDIR)/oauth_jwt.so: cshim/oauth_jwt.c cshim/exports.map $(GOARCHIVE) $(TESTDIR)/oauth_jwt_late.o $(TESTDIR)/oauth_jwt_start.o
 	@mkdir -p $(MAJORDIR)
 	$(CC) -I$(BUILD) $(TEST_CFLAGS) -c cshim/oauth_jwt.c -o $(MAJORDIR)/oauth_jwt.o
 	$(CC) -shared -o $@ $(MAJORDIR)/oauth_jwt.o $(LDFLAGS) $(LDFLAGS_SL) $(GOARCHIVE) $(OJW_LINK)

@@ -7,8 +7,8 @@
  * order.  This object is linked after the Go archive (Makefile: SHLIB_LINK),
  * so its constructor runs right after the runtime's, which has by then
  * created the runtime's first thread.  It gives the loading thread back the
- * signal mask and CPUs that the priority-101 constructor in oauth_jwt.c
- * narrowed, also when the server then refuses the library before _PG_init
+ * signal mask that the priority-101 constructor in oauth_jwt_start.c
+ * blocked, also when the server then refuses the library before _PG_init
  * (a build for another major loaded by mistake).
  *
  * Copyright (c) 2026, oauth_jwt developers
@@ -17,7 +17,7 @@
  *
  *-------------------------------------------------------------------------
  */
-extern void ojw_restore_load_mask(void);
+#include "oauth_jwt_start.h"
 
 __attribute__((constructor))
 static void

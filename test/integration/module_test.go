@@ -83,10 +83,11 @@ func TestShimHasNoTokenLogic(t *testing.T) {
 }
 
 // The constructors run in this order (DESIGN.md §3.2): the shim's
-// priority-101 one blocks signals and narrows the CPUs, then the Go
-// runtime's starts its first thread, which inherits both, then the one in
+// priority-101 one (cshim/oauth_jwt_start.c) blocks signals and arranges
+// for the runtime's threads to start on one CPU, then the Go runtime's
+// starts its first thread, which inherits the blocked mask, then the one in
 // cshim/oauth_jwt_late.c (linked after the Go archive) gives the loading
-// thread its mask and CPUs back, before the server checks the magic block.
+// thread its mask back, before the server checks the magic block.
 // Read from the .init_array of both builds.
 func TestConstructorOrder(t *testing.T) {
 	e := pgtest.LoadEnv(t)

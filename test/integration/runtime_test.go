@@ -3,7 +3,10 @@ package integration
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -76,4 +79,93 @@ func TestGOMAXPROCSStaysForTheSession(t *testing.T) {
 			t.Errorf("no record for phase %q", p)
 		}
 	}
+}
+
+// The Go runtime's start in a backend reads none of the /proc files that
+// the shim can spare it (docs/benchmarks.md, "What a login costs"): not
+// /proc/self/maps, which glibc reads to answer the runtime's question about
+// the main thread's stack bounds (cshim/oauth_jwt_start.c answers it), and
+// not /proc/self/task, which the shim once listed to give the runtime's
+// threads their CPUs back (it now knows their ids from their start). The
+// postmaster is traced with strace -f while one oauth_jwt login (cold key
+// cache: goroutine and fetch helper included) and one trust login run; the
+// trust backend's own file opens show that the trace saw the backends.
+func TestRuntimeStartReadsNoProcFiles(t *testing.T) {
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		t.Fatalf("this test traces the server with strace: apt-get install strace (make test installs it as root)")
+	}
+	e := newIdPEnv(t, "alice")
+	ctx := ctxT(t, 60*time.Second)
+	pm, err := os.ReadFile(filepath.Join(e.PG.Data, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pmPID := strings.SplitN(string(pm), "\n", 2)[0]
+	out := filepath.Join(t.TempDir(), "strace.out")
+	cmd := exec.Command(strace, "-f", "-qq", "-e", "trace=openat,open,clone,clone3,fork,vfork", "-o", out, "-p", pmPID)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile("/proc/" + pmPID + "/status")
+		if m := regexp.MustCompile(`(?m)^TracerPid:\s+(\d+)`).FindSubmatch(b); m != nil && string(m[1]) != "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("strace did not attach to the postmaster %s: %s", pmPID, stderr.String())
+		}
+	}
+
+	conn := e.mustLogin(t, ctx, "alice", e.token(t, "alice", nil))
+	pid := backendPID(t, ctx, conn)
+	conn.Close(ctx)
+	trust := e.PG.Admin(ctx)
+	trustPID := backendPID(t, ctx, trust)
+	trust.Close(ctx)
+
+	_ = cmd.Process.Signal(os.Interrupt) // strace detaches and exits
+	_ = cmd.Wait()
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each line starts with the thread id; a clone's result is the id of a
+	// thread (or process) that the caller's backend owns from then on.
+	opens := map[int][]string{}
+	owner := map[int]int{pid: pid, trustPID: trustPID}
+	cloned := regexp.MustCompile(`^(\d+) (?:clone3?|v?fork)\(.*= (\d+)$`)
+	for _, line := range strings.Split(string(b), "\n") {
+		var p int
+		if _, err := fmt.Sscanf(line, "%d ", &p); err != nil {
+			continue
+		}
+		if m := cloned.FindStringSubmatch(line); m != nil {
+			child, _ := strconv.Atoi(m[2])
+			if o, ok := owner[p]; ok {
+				owner[child] = o
+			}
+			continue
+		}
+		if o, ok := owner[p]; ok && strings.Contains(line, "open") {
+			opens[o] = append(opens[o], line)
+		}
+	}
+	if len(opens[trustPID]) == 0 {
+		t.Fatalf("the trace shows no file opened by the trust backend %d: it did not follow the backends, so it proves nothing\n%s", trustPID, b)
+	}
+	if len(opens[pid]) == 0 {
+		t.Fatalf("the trace shows no file opened by the oauth backend %d\n%s", pid, b)
+	}
+	for _, line := range opens[pid] {
+		for _, f := range []string{`"/proc/self/maps"`, `"/proc/self/task"`, fmt.Sprintf(`"/proc/%d/maps"`, pid), fmt.Sprintf(`"/proc/%d/task"`, pid)} {
+			if strings.Contains(line, f) {
+				t.Errorf("backend %d opened %s during its login: %s", pid, f, line)
+			}
+		}
+	}
+	t.Logf("oauth backend %d opened %d files, the trust backend %d opened %d:\n%s", pid, len(opens[pid]), trustPID, len(opens[trustPID]), strings.Join(opens[pid], "\n"))
 }
