@@ -217,9 +217,16 @@ test-unit:
 	@mkdir -p $(BUILD)
 	$(GO) test -tags keycloak -count=1 -run TestKeycloak ./cmd/oauth_jwt_check/
 
+# Tools the server suites run besides PostgreSQL: strace (TestRuntimeStartReadsNoProcFiles).
+# Installed from Debian's packages when missing and this is root; otherwise the test says how.
+test-tools:
+	@command -v strace >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+		{ echo "installing strace (apt-get)"; { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends strace >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends strace >/dev/null; }; }; }
+
 # The server suites but e2e against one major (PG_MAJOR / PG_CONFIG); log in
 # build/<major>/test.log. `make test-e2e` runs the end-to-end suite against one major.
-test-major: test-modules
+test-major: test-modules test-tools
 	rm -rf $(MAJORDIR)/destdir && $(MAKE) -s install DESTDIR=$(CURDIR)/$(MAJORDIR)/destdir >/dev/null
 	test -x "$(MAJORDIR)/destdir$$($(PG_CONFIG) --pkglibdir)/oauth_jwt.so"   # make install puts it in pkglibdir
 	test -x "$(MAJORDIR)/destdir$$($(PG_CONFIG) --pkglibdir)/$(FETCH_HELPER)"   # with the fetch helper beside it
@@ -270,4 +277,4 @@ demo:
 demo-stop:
 	scripts/demo.sh stop
 
-.PHONY: test test-unit test-major test-e2e test-containers test-modules bench-major bench report demo demo-stop install-fetch-helper uninstall-fetch-helper
+.PHONY: test test-unit test-tools test-major test-e2e test-containers test-modules bench-major bench report demo demo-stop install-fetch-helper uninstall-fetch-helper
