@@ -1,0 +1,159 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
+	"github.com/oauth-jwt/oauth_jwt/test/testidp"
+)
+
+// BenchmarkLoginAB compares builds of the module side by side on one server:
+// the way each knob of issue 15 was kept or dropped (docs/benchmarks.md,
+// "Paired runs"). OJW_AB_MODULES lists label=path pairs, each a validator
+// library (oauth_jwt or the Go no-op, built any way); each gets its own
+// pg_hba line, and the C no-op validator is always added as the reference.
+// Every round logs in once to each library, in an order shuffled per round
+// (a Go backend's exit was measured to slow whichever login starts next),
+// so drift and neighbours affect all alike. OJW_AB_ROUNDS sets the rounds
+// (default 200), OJW_AB_SEED the shuffle's seed (default: time; logged).
+//
+//	OJW_AB_MODULES="base=/tmp/a/oauth_jwt.so,new=build/18/oauth_jwt.so" \
+//	  OJW_PG_CONFIG=... OJW_BUILD_DIR=$PWD/build/18 \
+//	  go test -run '^$' -bench LoginAB -benchtime 1x -v ./test/integration/
+func BenchmarkLoginAB(b *testing.B) {
+	spec := os.Getenv("OJW_AB_MODULES")
+	if spec == "" {
+		b.Fatal("OJW_AB_MODULES is empty: give label=path.so pairs, comma-separated (see the comment above BenchmarkLoginAB)")
+	}
+	rounds := 200
+	if v, err := strconv.Atoi(os.Getenv("OJW_AB_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	seed := uint64(time.Now().UnixNano())
+	if v, err := strconv.ParseUint(os.Getenv("OJW_AB_SEED"), 10, 64); err == nil {
+		seed = v
+	}
+	type entry struct{ label, lib string }
+	var entries []entry
+	labelOK := regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
+	for _, kv := range strings.Split(spec, ",") {
+		label, path, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || !labelOK.MatchString(label) {
+			b.Fatalf("OJW_AB_MODULES: %q is not label=path with a lowercase label", kv)
+		}
+		entries = append(entries, entry{label, path})
+	}
+
+	idp := startIdP(b, testidp.Options{})
+	libs := []string{"oauth_noop"}
+	for _, e := range entries {
+		libs = append(libs, "ab_"+e.label)
+	}
+	c := pgtest.New(b, pgtest.Options{Production: true, NoStart: true, Conf: []string{
+		fmt.Sprintf("oauth_validator_libraries = '%s'", strings.Join(libs, ", ")),
+		"log_connections = ''",
+	}})
+	libDir := filepath.Join(c.Dir, "lib")
+	st, err := os.Stat(libDir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(e.lib)
+		if err != nil {
+			b.Fatal(err)
+		}
+		to := filepath.Join(libDir, "ab_"+e.label+".so")
+		if err := os.WriteFile(to, data, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		if err := os.Chown(to, int(sys.Uid), int(sys.Gid)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c.Start()
+	c.SetConf(baseConf(map[string]string{"oauth_jwt.role_from_identity": "on"}))
+	iss := idp.Issuer()
+	hba := []string{fmt.Sprintf(`host all ab_noop 127.0.0.1/32 oauth issuer="%s" scope="openid" validator=oauth_noop delegate_ident_mapping=1`, iss)}
+	roles := []string{"create role ab_noop login"}
+	for _, e := range entries {
+		hba = append(hba, fmt.Sprintf(`host all ab_%s 127.0.0.1/32 oauth issuer="%s" scope="openid" validator=ab_%s delegate_ident_mapping=1`, e.label, iss, e.label))
+		roles = append(roles, "create role ab_"+e.label+" login")
+	}
+	c.SetHBA(hba...)
+	c.Exec(roles...)
+
+	type kind struct {
+		label string
+		cfg   *pgx.ConnConfig
+		lat   []time.Duration
+	}
+	var kinds []*kind
+	for _, l := range append([]string{"noop"}, func() []string {
+		var ls []string
+		for _, e := range entries {
+			ls = append(ls, e.label)
+		}
+		return ls
+	}()...) {
+		user := "ab_" + l
+		tok, err := idp.Mint(map[string]any{"sub": user, "aud": testAudience, "azp": "psql", "scope": "openid",
+			"exp": time.Now().Add(time.Hour).Unix()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		kinds = append(kinds, &kind{label: l, cfg: c.OAuthConfig(user, tok)})
+	}
+	ctx := context.Background()
+	login := func(k *kind) time.Duration {
+		start := time.Now()
+		conn, err := pgx.ConnectConfig(ctx, k.cfg)
+		d := time.Since(start)
+		if err != nil {
+			b.Fatalf("%s: %v\n%s", k.label, err, c.LogTail(10))
+		}
+		conn.Close(ctx)
+		return d
+	}
+	for _, k := range kinds { // warm up: fills the key cache
+		login(k)
+	}
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	order := make([]*kind, len(kinds))
+	copy(order, kinds)
+	b.ResetTimer()
+	for i := 0; i < rounds; i++ {
+		rng.Shuffle(len(order), func(a, b int) { order[a], order[b] = order[b], order[a] })
+		for _, k := range order {
+			k.lat = append(k.lat, login(k))
+		}
+	}
+	b.StopTimer()
+	p := func(s []time.Duration, q int) time.Duration { return s[len(s)*q/100] }
+	for _, k := range kinds {
+		sort.Slice(k.lat, func(a, b int) bool { return k.lat[a] < k.lat[b] })
+	}
+	ref := p(kinds[0].lat, 50)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n%d rounds, shuffled order (OJW_AB_SEED=%d)\n| library | p50 ms | p99 ms | p50 / C no-op |\n|---|---|---|---|\n", rounds, seed)
+	for _, k := range kinds {
+		q50, q99 := p(k.lat, 50), p(k.lat, 99)
+		fmt.Fprintf(&sb, "| %s | %.3f | %.3f | %.3f |\n", k.label, ms(q50), ms(q99), float64(q50)/float64(ref))
+		b.ReportMetric(float64(q50)/float64(ref), k.label+"/noop_p50")
+	}
+	b.Log(sb.String())
+}
