@@ -56,9 +56,9 @@ import (
 // pidfd only says the process exited, not that the postmaster has reaped
 // it. (The memory samples read the backends' /proc entries first, so a
 // /proc that hid the server's processes would fail the benchmark rather
-// than turn the wait into a no-op.) The wait is outside the timed part. Shuffling each round as well
-// removes what an order may still favour (caches warmed by the kind
-// before); shuffling alone would not be enough, since with two Go kinds
+// than turn the wait into a no-op.) The wait is outside the timed part.
+// Shuffling each round as well removes what an order may still favour
+// (caches warmed by the kind before); shuffling alone would not be enough, since with two Go kinds
 // among five a non-Go kind follows a Go kind more often than a Go kind
 // does. A throughput run likewise ends when its last backend has exited
 // (loadkit.Logins), so that it pays for its own exits and the next run
