@@ -247,8 +247,11 @@ test-containers:
 	DOCKER_HOST=$$host $(TEST_ENV) bash -o pipefail -c '$(GO) test -tags docker -count=1 -timeout 40m -v ./docker/... 2>&1 | tee $(BUILD)/test-containers.log | grep -E "^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic|timing:|container suite:)|\s+[a-z_]+_test.go:[0-9]+:"'; \
 	rc=$$?; [ -z "$$ours" ] || scripts/docker.sh stop; exit $$rc
 
-# Connection latency and memory per login kind (docs/benchmarks.md) against every major in
-# TEST_MAJORS, and Go validation benchmarks (once: they do not involve the server).
+# Connection latency, throughput with 16 clients and memory per login kind (docs/benchmarks.md)
+# against every major in TEST_MAJORS (about 2 minutes per major on 2 cores; sizes from
+# OJW_BENCH_CONNECTIONS and OJW_BENCH_THROUGHPUT_LOGINS, see test/integration/bench_test.go),
+# and Go validation benchmarks (once: they do not involve the server).
+OJW_BENCH_CONNECTIONS ?= 300
 bench:
 	@for m in $(TEST_MAJORS); do \
 		if [ "$$m" = "$(PG_MAJOR)" ]; then pgc='$(PG_CONFIG)'; else pgc=$$(PG_CONFIG= scripts/pg.sh $$m) || exit 1; fi; \
@@ -258,7 +261,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'Validate|Reject' -benchmem ./validator/
 
 bench-major: test-modules
-	$(TEST_ENV) OJW_BENCH_CONNECTIONS=300 $(GO) test -count=1 -run '^$$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/
+	$(TEST_ENV) OJW_BENCH_CONNECTIONS=$(OJW_BENCH_CONNECTIONS) $(GO) test -count=1 -run '^$$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/
 
 # The benchmark and load report against every major in TEST_MAJORS: docs/report.md and
 # docs/latency-<major>.png (about 8 minutes per major).

@@ -7,7 +7,9 @@
 #   scripts/report.sh      (after `make test-modules` for every major)
 #
 # It runs, against each major in turn, on this machine and on loopback only:
-#   1. BenchmarkConnectionLatency (test/integration), OJW_BENCH_CONNECTIONS logins per kind;
+#   1. BenchmarkConnectionLatency (test/integration), OJW_BENCH_CONNECTIONS logins per kind one
+#      at a time, then OJW_BENCH_THROUGHPUT_LOGINS per kind from OJW_BENCH_CLIENTS clients
+#      (defaults in test/integration/bench_test.go; OJW_BENCH_SEED repeats a run's order);
 #   2. test/load: the connection-churn load and the soak (sizes from OJW_LOAD_* and
 #      OJW_SOAK_*, defaults 100 oauth_jwt clients for 60 s and a 3-minute soak);
 #   3. test/faults, test/hostile and test/zz_confidentiality;

@@ -212,13 +212,13 @@ func throughput(load *results.Load) (*plot.Plot, error) {
 }
 
 // uncontended is panel C: the benchmark's p50 and p99 per kind, one login
-// at a time.
+// at a time, with each kind's ratios and its throughput under the bars.
 func uncontended(bench *results.Bench) (*plot.Plot, error) {
 	const title = "C. One login at a time (benchmark)"
 	if bench == nil || len(bench.Kinds) == 0 {
 		return missing(title, "benchmark results"), nil
 	}
-	p := newPanel(title+": p50 solid, p99 light", "", "connect latency, ms")
+	p := newPanel(title+": p50 solid, p99 light", fmt.Sprintf("p50 ÷ C no-op, ÷ Go no-op; logins/s with %d clients", bench.Clients), "connect latency, ms")
 	const w = 26
 	var names []string
 	top := 1.0
@@ -240,7 +240,7 @@ func uncontended(bench *results.Bench) (*plot.Plot, error) {
 		labels.Labels = append(labels.Labels, fmt.Sprintf("%.1f", k.P50ms))
 		top = math.Max(top, k.P99ms)
 		name := strings.TrimPrefix(k.Name, "oauth ")
-		names = append(names, fmt.Sprintf("%s\n%.2f× no-op", name, k.VsNoop))
+		names = append(names, fmt.Sprintf("%s\n%.2f×, %.2f×\n%.0f/s", name, k.VsNoop, k.VsGoNoop, k.LoginsPerS))
 	}
 	l, err := plotter.NewLabels(labels)
 	if err != nil {

@@ -77,7 +77,9 @@ func report(cmd string, runs []run) string {
 	w("| variable | default | |\n|---|---|---|\n")
 	for _, v := range [][3]string{
 		{"TEST_MAJORS", "18 19", "the PostgreSQL majors, one after the other"},
-		{"OJW_BENCH_CONNECTIONS", "300", "logins per kind in the benchmark"},
+		{"OJW_BENCH_CONNECTIONS", "300", "logins per kind one at a time in the benchmark"},
+		{"OJW_BENCH_THROUGHPUT_LOGINS, OJW_BENCH_THROUGHPUT_ROUNDS, OJW_BENCH_CLIENTS", "5000, 5, 16", "the benchmark's throughput runs: logins per kind, rounds, concurrent clients"},
+		{"OJW_BENCH_SEED", "from the clock", "the benchmark's shuffles (logged, to repeat a run's order)"},
 		{"OJW_LOAD_CLIENTS", "100", "oauth_jwt clients in the load test (and per kind in the saturation phases)"},
 		{"OJW_LOAD_PEER_CLIENTS", "20", "scram-sha-256 and no-op clients each in the mixed run"},
 		{"OJW_LOAD_DURATION", "60s", "the mixed run"},
@@ -111,12 +113,26 @@ func sideBySide(b *strings.Builder, runs []run) {
 		}
 		w("\n")
 	}
-	row("oauth_jwt's p50 login, one at a time, ÷ the no-op validator's (benchmark)", func(r run) (string, bool) {
-		if r.Bench == nil {
-			return "", false
-		}
-		k, ok := benchKind(r.Bench.Kinds, results.KindJWT)
-		return fmt.Sprintf("%.2f×", k.VsNoop), ok
+	benchRow := func(name string, cell func(k results.BenchKind, b *results.Bench) (string, bool)) {
+		row(name, func(r run) (string, bool) {
+			if r.Bench == nil {
+				return "", false
+			}
+			k, ok := benchKind(r.Bench.Kinds, results.KindJWT)
+			if !ok {
+				return "", false
+			}
+			return cell(k, r.Bench)
+		})
+	}
+	benchRow("oauth_jwt's p50 login, one at a time, ÷ the no-op validator's (benchmark)", func(k results.BenchKind, _ *results.Bench) (string, bool) {
+		return fmt.Sprintf("%.2f×", k.VsNoop), true
+	})
+	benchRow("oauth_jwt's p50 login, one at a time, ÷ the Go no-op's (benchmark)", func(k results.BenchKind, _ *results.Bench) (string, bool) {
+		return fmt.Sprintf("%.2f×", k.VsGoNoop), k.VsGoNoop > 0
+	})
+	benchRow("oauth_jwt's logins/s with concurrent clients (benchmark): ÷ the no-op validator's, ÷ the Go no-op's", func(k results.BenchKind, b *results.Bench) (string, bool) {
+		return fmt.Sprintf("%.0f/s with %d clients: %.2f×, %.2f×", k.LoginsPerS, b.Clients, k.RateVsNoop, k.RateVsGoNoop), k.LoginsPerS > 0
 	})
 	row("oauth_jwt's login rate at saturation ÷ the no-op validator's", func(r run) (string, bool) {
 		if r.Load == nil {
@@ -166,8 +182,10 @@ func majorReport(b *strings.Builder, r run) {
 	w("![Connect latency under load, throughput over time, uncontended latency, soak memory (PostgreSQL %s)](%s)\n\n", r.Major, figureName(r.Major))
 
 	h("Login cost, uncontended")
-	w("`BenchmarkConnectionLatency` (test/integration): one server, the kinds interleaved round-robin, one login at a time, ")
-	w("each a new backend (pgx connect until ready); memory is the median Private_Dirty of five warm-cache backends 200 ms after login.\n\n")
+	w("`BenchmarkConnectionLatency` (test/integration): one server, every login a new backend (pgx connect until ready). ")
+	w("Latency: one login at a time, each round of the kinds in a shuffled order, each login once the previous backend had exited. ")
+	w("Throughput: concurrent clients of one kind at a time, rounds of a fixed number of logins per kind in shuffled order, ")
+	w("each run timed until its last backend had exited. Memory is the median Private_Dirty of five warm-cache backends 200 ms after login.\n\n")
 	if r.Bench == nil {
 		w("*No benchmark results (bench.json) in this run.*\n\n")
 	} else {

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -18,31 +19,73 @@ import (
 	"github.com/oauth-jwt/oauth_jwt/test/testidp"
 )
 
-// BenchmarkConnectionLatency measures the cost of a login, in one run and
-// interleaved round-robin so machine drift hits every kind alike:
-// trust, scram-sha-256, OAuth with the no-op C validator (the floor), OAuth
-// with the same C shim over a Go archive that judges nothing (what the Go
-// runtime alone costs), and OAuth with oauth_jwt (production build, warm
-// key cache). It also reports
-// each kind's backend private dirty memory and thread count (a warm-cache
-// login, 200 ms after it settled), and how many
-// requests reached the identity provider during the timed run.
+// BenchmarkConnectionLatency measures the cost of a login, in one run so
+// that machine drift hits every kind alike: trust, scram-sha-256, OAuth
+// with the no-op C validator (the floor), OAuth with the same C shim over a
+// Go archive that judges nothing (what the Go runtime alone costs), and
+// OAuth with oauth_jwt (production build, warm key cache). It reports, per
+// kind: the p50 and p99 latency one login at a time (n rounds of one login
+// of each kind, each round in its own shuffled order); the throughput, in
+// logins per second with OJW_BENCH_CLIENTS (16) concurrent clients of that
+// kind (rounds of a fixed number of logins per kind, each round in its own
+// shuffled order); the ratios of both to the C no-op's and to the Go
+// no-op's; and the backend's private dirty memory and thread count (a
+// warm-cache login, 200 ms after it settled). It also reports how many
+// requests reached the identity provider during the timed runs.
 //
 //	make bench   (or: go test -run '^$' -bench ConnectionLatency -benchtime 1x -v ./test/integration/)
 //
-// OJW_BENCH_CONNECTIONS sets the logins per kind (default 200); with
-// OJW_BENCH_OUT set, the figures are written there as JSON (results.Bench,
-// for scripts/report.sh).
+// Environment: OJW_BENCH_CONNECTIONS, the logins per kind one at a time
+// (default 200; make bench: 300); OJW_BENCH_THROUGHPUT_LOGINS, the logins
+// per kind in the throughput runs (default 5000), split into
+// OJW_BENCH_THROUGHPUT_ROUNDS rounds (default 5); OJW_BENCH_CLIENTS, the
+// concurrent clients of the throughput runs (default 16); OJW_BENCH_SEED,
+// the seed of the shuffles (default: from the clock; the benchmark logs it,
+// so that a run's order can be repeated). With OJW_BENCH_OUT set, the
+// figures are written there as JSON (results.Bench, for scripts/report.sh).
+//
+// Fairness. A backend's exit costs CPU after the client has closed the
+// connection (a Go backend's was measured to add 60–80 µs to whichever
+// login starts next), so in a fixed order the kind after the Go kinds paid
+// for them. Each login one at a time therefore starts only once the
+// previous login's backend has exited and been reaped by the postmaster
+// (loadkit.WaitExit): its /proc entry, found from the pid the server sends
+// at login (pgconn's PID, no query needed), is gone. Polling /proc is a
+// stat every 100 µs from the client, next to nothing for the server, while
+// polling pg_stat_activity would itself be a query on a backend, and a
+// pidfd only says the process exited, not that the postmaster has reaped
+// it. (The memory samples read the backends' /proc entries first, so a
+// /proc that hid the server's processes would fail the benchmark rather
+// than turn the wait into a no-op.) The wait is outside the timed part.
+// Shuffling each round as well removes what an order may still favour
+// (caches warmed by the kind before); shuffling alone would not be enough, since with two Go kinds
+// among five a non-Go kind follows a Go kind more often than a Go kind
+// does. A throughput run likewise ends when its last backend has exited
+// (loadkit.Logins), so that it pays for its own exits and the next run
+// starts on an idle server.
 func BenchmarkConnectionLatency(b *testing.B) {
-	n := 200
-	if v, err := strconv.Atoi(os.Getenv("OJW_BENCH_CONNECTIONS")); err == nil && v > 0 {
-		n = v
+	n := loadkit.EnvInt("OJW_BENCH_CONNECTIONS", 200)
+	tpLogins := loadkit.EnvInt("OJW_BENCH_THROUGHPUT_LOGINS", 5000)
+	tpRounds := min(loadkit.EnvInt("OJW_BENCH_THROUGHPUT_ROUNDS", 5), tpLogins)
+	clients := loadkit.EnvInt("OJW_BENCH_CLIENTS", 16)
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("OJW_BENCH_SEED"); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			b.Fatalf("OJW_BENCH_SEED=%q: %v", v, err)
+		}
 	}
+	b.Logf("OJW_BENCH_SEED=%d (set it to repeat this run's order)", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+
 	idp := startIdP(b, testidp.Options{})
 	c := pgtest.New(b, pgtest.Options{Production: true, Conf: []string{
 		"oauth_validator_libraries = 'oauth_jwt, oauth_noop, oauth_gonoop'",
 		"log_connections = ''",
 		"password_encryption = 'scram-sha-256'",
+		// Each client's backend may still be exiting while its next one
+		// starts: room for a few generations of every client.
+		fmt.Sprintf("max_connections = %d", max(300, 4*clients+20)),
 	}})
 	c.SetConf(baseConf(map[string]string{"oauth_jwt.role_from_identity": "on"}))
 	iss := idp.Issuer()
@@ -92,54 +135,86 @@ func BenchmarkConnectionLatency(b *testing.B) {
 			if err != nil {
 				b.Fatalf("%s: %v", k.name, err)
 			}
-			var pid int
-			if err := conn.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
-				b.Fatal(err)
-			}
-			held, pids = append(held, conn), append(pids, pid)
+			held, pids = append(held, conn), append(pids, int(conn.PgConn().PID()))
 		}
 		time.Sleep(200 * time.Millisecond)
 		mem[k.name] = medianMemory(b, pids)
 		for _, conn := range held {
 			conn.Close(ctx)
 		}
+		for _, pid := range pids {
+			waitExit(b, pid)
+		}
 	}
 
 	idp.ResetCounts()
+	order := make([]int, len(kinds))
+	for j := range order {
+		order[j] = j
+	}
+	shuffle := func() {
+		rng.Shuffle(len(order), func(x, y int) { order[x], order[y] = order[y], order[x] })
+	}
 	lat := make([][]time.Duration, len(kinds))
 	b.ResetTimer()
 	for i := 0; i < n; i++ {
-		for j, k := range kinds {
+		shuffle()
+		for _, j := range order {
+			k := kinds[j]
 			start := time.Now()
 			conn, err := pgx.ConnectConfig(ctx, k.cfg)
 			d := time.Since(start)
 			if err != nil {
 				b.Fatalf("%s login %d: %v", k.name, i, err)
 			}
+			pid := int(conn.PgConn().PID())
 			conn.Close(ctx)
 			lat[j] = append(lat[j], d)
+			waitExit(b, pid)
+		}
+	}
+
+	// Throughput: tpRounds rounds, each running every kind once in its
+	// own shuffled order, a kind's share of the logins split evenly.
+	tpTime := make([]time.Duration, len(kinds))
+	tpDone := make([]int, len(kinds))
+	for r := 0; r < tpRounds; r++ {
+		shuffle()
+		logins := tpLogins/tpRounds + btoi(r < tpLogins%tpRounds)
+		for _, j := range order {
+			d, err := loadkit.Logins(ctx, kinds[j].cfg, clients, logins)
+			if err != nil {
+				b.Fatalf("%s, throughput round %d: %v\n%s", kinds[j].name, r, err, c.LogTail(10))
+			}
+			tpTime[j] += d
+			tpDone[j] += logins
 		}
 	}
 	b.StopTimer()
 	idpRequests := idp.Requests(testidp.PathDiscovery) + idp.Requests(testidp.PathJWKS)
 
-	res := results.Bench{Connections: n, MemSamples: memSamples, IdPRequests: idpRequests}
-	p50 := map[string]time.Duration{}
+	res := results.Bench{Connections: n, MemSamples: memSamples, IdPRequests: idpRequests, Seed: seed,
+		Clients: clients, ThroughputLogins: tpLogins, ThroughputRounds: tpRounds}
 	for j, k := range kinds {
-		s := lat[j]
-		sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
-		p50[k.name] = s[len(s)/2]
+		s := loadkit.Sorted(lat[j])
+		res.Kinds = append(res.Kinds, results.BenchKind{Name: k.name,
+			P50ms: ms(s[len(s)/2]), P99ms: ms(s[len(s)*99/100]),
+			LoginsPerS:     float64(tpDone[j]) / tpTime[j].Seconds(),
+			PrivateDirtyKB: mem[k.name].PrivateDirtyKB, Threads: mem[k.name].Threads})
 	}
-	for j, k := range kinds {
-		s := lat[j]
-		q50, q99 := s[len(s)/2], s[len(s)*99/100]
-		res.Kinds = append(res.Kinds, results.BenchKind{Name: k.name, P50ms: ms(q50), P99ms: ms(q99),
-			VsNoop: float64(q50) / float64(p50[results.KindNoop]), PrivateDirtyKB: mem[k.name].PrivateDirtyKB, Threads: mem[k.name].Threads})
-		metric := strings.NewReplacer(" ", "_", "(", "", ")", "", "-", "_").Replace(k.name)
-		b.ReportMetric(ms(q50), metric+"_p50_ms")
-		b.ReportMetric(ms(q99), metric+"_p99_ms")
+	res.SetRatios()
+	for _, k := range res.Kinds {
+		metric := strings.NewReplacer(" ", "_", "(", "", ")", "", "-", "_").Replace(k.Name)
+		b.ReportMetric(k.P50ms, metric+"_p50_ms")
+		b.ReportMetric(k.P99ms, metric+"_p99_ms")
+		b.ReportMetric(k.LoginsPerS, metric+"_logins/s")
+		if k.Name == results.KindJWT {
+			b.ReportMetric(k.VsNoop, "jwt/noop_p50")
+			b.ReportMetric(k.VsGoNoop, "jwt/gonoop_p50")
+			b.ReportMetric(k.RateVsNoop, "jwt/noop_logins/s")
+			b.ReportMetric(k.RateVsGoNoop, "jwt/gonoop_logins/s")
+		}
 	}
-	b.ReportMetric(float64(p50[results.KindJWT])/float64(p50[results.KindNoop]), "jwt/noop_p50")
 	b.ReportMetric(float64(idpRequests), "idp_requests")
 	b.Logf("\n%s", res.Markdown())
 	if out := os.Getenv("OJW_BENCH_OUT"); out != "" {
@@ -147,6 +222,21 @@ func BenchmarkConnectionLatency(b *testing.B) {
 			b.Error(err)
 		}
 	}
+}
+
+// waitExit waits until backend pid has exited (see BenchmarkConnectionLatency).
+func waitExit(b testing.TB, pid int) {
+	b.Helper()
+	if err := loadkit.WaitExit(pid, 30*time.Second); err != nil {
+		b.Fatalf("backend exit: %v", err)
+	}
+}
+
+func btoi(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -3,7 +3,9 @@
 // test/zz_confidentiality) share: a test identity provider plus a cluster
 // trusting it, token minting, crash detection (postmaster pid and the
 // crash lines PostgreSQL logs), per-process memory and thread samples from
-// /proc, latency quantiles, the reason codes a server log names, and the
+// /proc, waiting for a backend to exit, a login-rate run with concurrent
+// clients (also used by the connection benchmark, test/integration),
+// latency quantiles, the reason codes a server log names, and the
 // JSON result files (the types of test/results) that scripts/report.sh
 // turns into docs/report.md.
 //
@@ -14,7 +16,9 @@ package loadkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +27,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -267,6 +272,84 @@ func BackendPID(t testing.TB, ctx context.Context, conn *pgx.Conn) int {
 		t.Fatal(err)
 	}
 	return pid
+}
+
+// WaitExit waits until process pid has exited and its parent (for a
+// backend, the postmaster) has reaped it: its /proc entry is gone. It polls
+// every 100 µs, sleeping in between so as not to take a CPU from the
+// exiting process, for at most timeout.
+func WaitExit(pid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	dir := fmt.Sprintf("/proc/%d", pid)
+	for {
+		_, err := os.Stat(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process %d still exists after %v", pid, timeout)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// Logins logs in n times as cfg from clients concurrent clients, each
+// connecting, closing at once and connecting again while logins remain,
+// then waits until every one of the n backends has exited. The time it
+// returns runs from the first connect until the last backend is gone, so
+// that a run pays for its own backends' exits and leaves none behind to
+// slow what runs next. The first failed login ends the run with its error.
+func Logins(ctx context.Context, cfg *pgx.ConnConfig, clients, n int) (time.Duration, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		next     int
+		pids     = make([]int, 0, n)
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	take := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if next >= n || firstErr != nil {
+			return false
+		}
+		next++
+		return true
+	}
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for take() {
+				conn, err := pgx.ConnectConfig(ctx, cfg)
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+					mu.Unlock()
+					return
+				}
+				pids = append(pids, int(conn.PgConn().PID()))
+				mu.Unlock()
+				conn.Close(ctx)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, pid := range pids {
+		if err := WaitExit(pid, 30*time.Second); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return time.Since(start), firstErr
 }
 
 // ---------------------------------------------------------------------------

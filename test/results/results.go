@@ -83,13 +83,20 @@ const (
 	KindJWT    = "oauth_jwt"
 )
 
-// Bench is what BenchmarkConnectionLatency measured: one login at a time,
-// the kinds interleaved.
+// Bench is what BenchmarkConnectionLatency measured: latency one login at
+// a time, each round of the kinds in a shuffled order and each login after
+// the previous backend exited, and throughput with Clients concurrent
+// clients of one kind, ThroughputLogins per kind in ThroughputRounds
+// rounds of shuffled order.
 type Bench struct {
-	Connections int         `json:"connections_per_kind"`
-	MemSamples  int         `json:"memory_samples"`
-	IdPRequests int         `json:"idp_requests"`
-	Kinds       []BenchKind `json:"kinds"`
+	Connections      int         `json:"connections_per_kind"`
+	MemSamples       int         `json:"memory_samples"`
+	IdPRequests      int         `json:"idp_requests"`
+	Seed             uint64      `json:"seed"` // of the shuffles (OJW_BENCH_SEED)
+	Clients          int         `json:"throughput_clients"`
+	ThroughputLogins int         `json:"throughput_logins_per_kind"`
+	ThroughputRounds int         `json:"throughput_rounds"`
+	Kinds            []BenchKind `json:"kinds"`
 }
 
 // BenchKind is one kind of login in the benchmark.
@@ -97,20 +104,55 @@ type BenchKind struct {
 	Name           string  `json:"name"`
 	P50ms          float64 `json:"p50_ms"`
 	P99ms          float64 `json:"p99_ms"`
-	VsNoop         float64 `json:"p50_vs_noop"` // p50 ÷ the C no-op validator's p50
+	VsNoop         float64 `json:"p50_vs_noop"`   // p50 ÷ the C no-op validator's p50
+	VsGoNoop       float64 `json:"p50_vs_gonoop"` // p50 ÷ the Go no-op validator's p50
+	LoginsPerS     float64 `json:"logins_per_s"`  // with Bench.Clients concurrent clients
+	RateVsNoop     float64 `json:"logins_per_s_vs_noop"`
+	RateVsGoNoop   float64 `json:"logins_per_s_vs_gonoop"`
 	PrivateDirtyKB int     `json:"private_dirty_kb"`
 	Threads        int     `json:"threads"`
+}
+
+// SetRatios fills every kind's ratios to the C no-op (KindNoop) and the Go
+// no-op (KindGoNoop) from the p50s and login rates; a ratio to a kind the
+// benchmark lacks, or measured as zero, stays zero.
+func (b *Bench) SetRatios() {
+	var noop, gonoop BenchKind
+	for _, k := range b.Kinds {
+		switch k.Name {
+		case KindNoop:
+			noop = k
+		case KindGoNoop:
+			gonoop = k
+		}
+	}
+	ratio := func(v, base float64) float64 {
+		if base == 0 {
+			return 0
+		}
+		return v / base
+	}
+	for i := range b.Kinds {
+		k := &b.Kinds[i]
+		k.VsNoop, k.VsGoNoop = ratio(k.P50ms, noop.P50ms), ratio(k.P50ms, gonoop.P50ms)
+		k.RateVsNoop, k.RateVsGoNoop = ratio(k.LoginsPerS, noop.LoginsPerS), ratio(k.LoginsPerS, gonoop.LoginsPerS)
+	}
 }
 
 // Markdown is the benchmark's table, as the benchmark logs it and the
 // report shows it.
 func (b Bench) Markdown() string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "| login | p50 ms | p99 ms | p50 vs no-op | backend private dirty (median of %d) | threads |\n|---|---|---|---|---|---|\n", b.MemSamples)
+	fmt.Fprintf(&s, "| login | p50 ms | p99 ms | p50 ÷ C no-op | p50 ÷ Go no-op | logins/s, %d clients | ÷ C no-op | ÷ Go no-op | backend private dirty (median of %d) | threads |\n", b.Clients, b.MemSamples)
+	s.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, k := range b.Kinds {
-		fmt.Fprintf(&s, "| %s | %.2f | %.2f | %.2f× | %d kB | %d |\n", k.Name, k.P50ms, k.P99ms, k.VsNoop, k.PrivateDirtyKB, k.Threads)
+		fmt.Fprintf(&s, "| %s | %.2f | %.2f | %.2f× | %.2f× | %.1f | %.2f× | %.2f× | %d kB | %d |\n", k.Name, k.P50ms, k.P99ms, k.VsNoop, k.VsGoNoop,
+			k.LoginsPerS, k.RateVsNoop, k.RateVsGoNoop, k.PrivateDirtyKB, k.Threads)
 	}
-	fmt.Fprintf(&s, "\n%d logins per kind, interleaved; identity-provider requests during the timed run: %d.\n", b.Connections, b.IdPRequests)
+	fmt.Fprintf(&s, "\nLatency: %d logins per kind one at a time, each round of the kinds in a shuffled order, each login once the previous backend had exited. ", b.Connections)
+	fmt.Fprintf(&s, "Throughput: %d logins per kind from %d concurrent clients, in %d rounds of shuffled order, each run until its last backend had exited. ",
+		b.ThroughputLogins, b.Clients, b.ThroughputRounds)
+	fmt.Fprintf(&s, "Shuffle seed (OJW_BENCH_SEED): %d. Identity-provider requests during the timed runs: %d.\n", b.Seed, b.IdPRequests)
 	return s.String()
 }
 
