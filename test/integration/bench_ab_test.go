@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/oauth-jwt/oauth_jwt/test/loadkit"
 	"github.com/oauth-jwt/oauth_jwt/test/pgtest"
 	"github.com/oauth-jwt/oauth_jwt/test/testidp"
 )
@@ -25,9 +26,10 @@ import (
 // "Paired runs"). OJW_AB_MODULES lists label=path pairs, each a validator
 // library (oauth_jwt or the Go no-op, built any way); each gets its own
 // pg_hba line, and the C no-op validator is always added as the reference.
-// Every round logs in once to each library, in an order shuffled per round
-// (a Go backend's exit was measured to slow whichever login starts next),
-// so drift and neighbours affect all alike. OJW_AB_ROUNDS sets the rounds
+// Every round logs in once to each library, in an order shuffled per round,
+// and each login waits for the previous backend to be gone (a Go backend's
+// exit was measured to slow whichever login starts next), so drift and
+// neighbours affect all alike. OJW_AB_ROUNDS sets the rounds
 // (default 200), OJW_AB_SEED the shuffle's seed (default: time; logged).
 //
 //	OJW_AB_MODULES="base=/tmp/a/oauth_jwt.so,new=build/18/oauth_jwt.so" \
@@ -126,7 +128,13 @@ func BenchmarkLoginAB(b *testing.B) {
 		if err != nil {
 			b.Fatalf("%s: %v\n%s", k.label, err, c.LogTail(10))
 		}
+		pid := int(conn.PgConn().PID())
 		conn.Close(ctx)
+		// Not timed: the backend has exited and been reaped before the next
+		// login starts, so no login pays for another's exit.
+		if err := loadkit.WaitExit(pid, 30*time.Second); err != nil {
+			b.Fatalf("%s: %v", k.label, err)
+		}
 		return d
 	}
 	for _, k := range kinds { // warm up: fills the key cache
