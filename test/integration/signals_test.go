@@ -106,9 +106,9 @@ func threadField(t *testing.T, pid int, field string) map[int]string {
 	return m
 }
 
-// The shim narrows the loading thread to one CPU while the Go runtime
-// starts (so that the runtime sizes itself for one CPU) and must give every
-// thread its CPUs back: after a login, each thread of the backend, the
+// The shim starts each of the Go runtime's threads on one CPU (so that the
+// runtime sizes itself for one CPU) and must give every thread its CPUs
+// back: after a login, each thread of the backend, the
 // runtime's included, may run where a backend that never loaded the module
 // may. The first login of the test has a cold cache, so it also goes
 // through the goroutine and the fetch helper.
