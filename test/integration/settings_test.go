@@ -171,9 +171,8 @@ func TestHTTPProxyHiddenFromOtherRoles(t *testing.T) {
 
 // A build for another major loaded by mistake fails the server's magic
 // check before _PG_init; the constructors have already run (the Go runtime
-// started). The loading thread must have its signal mask and CPUs back (the
-// latter were never narrowed), so
-// the session can still be cancelled and timed out.
+// started). The loading thread must have its signal mask back and its CPUs
+// untouched, so the session can still be cancelled and timed out.
 func TestWrongMajorLoadStaysCancellable(t *testing.T) {
 	c := pgtest.New(t, pgtest.Options{})
 	ctx := ctxT(t, 90*time.Second)
