@@ -22,8 +22,11 @@
 package dockere2e
 
 import (
+	"archive/tar"
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -65,11 +68,12 @@ const (
 // pod is the running set of containers.
 type pod struct {
 	holder, kc, pg *testcontainers.DockerContainer
-	kcPort         int    // Keycloak: in the pod and on 127.0.0.1
-	pgPort         int    // PostgreSQL 5432 published on 127.0.0.1
-	cnpgHostPort   int    // the CNPG server's 5433 published on 127.0.0.1
-	issuer         string // http://localhost:<kcPort>/realms/postgres
-	volume         string // PostgreSQL's data volume (the key cache is in PGDATA)
+	kcPort         int            // Keycloak: in the pod and on 127.0.0.1
+	pgPort         int            // PostgreSQL 5432 published on 127.0.0.1
+	cnpgHostPort   int            // the CNPG server's 5433 published on 127.0.0.1
+	majorHostPort  map[string]int // each other major's module image server, published on 127.0.0.1
+	issuer         string         // http://localhost:<kcPort>/realms/postgres
+	volume         string         // PostgreSQL's data volume (the key cache is in PGDATA)
 }
 
 func labels() map[string]string { return map[string]string{runLabel: runID} }
@@ -94,8 +98,8 @@ func TestDockerImages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ports) != 3 {
-			t.Errorf("published ports %v, want Keycloak's, PostgreSQL's and the CloudNativePG server's", ports)
+		if len(ports) != 2+len(majors) {
+			t.Errorf("published ports %v, want Keycloak's, the CloudNativePG server's and one PostgreSQL per major (%d)", ports, len(majors))
 		}
 		for port, bindings := range ports {
 			for _, b := range bindings {
@@ -242,6 +246,12 @@ func TestDockerImages(t *testing.T) {
 
 	t.Run("CloudNativePGImageVolume", func(t *testing.T) { p.cnpg(ctx, t) })
 
+	// The module image built for each other major (--build-arg PG_MAJOR=19), against
+	// the same Keycloak.
+	for _, m := range majors[1:] {
+		t.Run("PostgreSQL"+m.major, func(t *testing.T) { p.otherMajor(ctx, t, m) })
+	}
+
 	t.Run("KeycloakStopped", func(t *testing.T) { p.keycloakStopped(ctx, t) })
 }
 
@@ -249,7 +259,7 @@ func TestDockerImages(t *testing.T) {
 func startPod(ctx context.Context, t *testing.T) *pod {
 	t.Helper()
 	start := time.Now()
-	p := &pod{kcPort: freePort(t), pgPort: freePort(t), cnpgHostPort: freePort(t)}
+	p := &pod{kcPort: freePort(t), pgPort: freePort(t), cnpgHostPort: freePort(t), majorHostPort: map[string]int{}}
 	p.issuer = "http://localhost:" + strconv.Itoa(p.kcPort) + "/realms/" + keycloak.Realm
 
 	nw, err := tcnetwork.New(ctx, tcnetwork.WithLabels(labels()))
@@ -265,11 +275,17 @@ func startPod(ctx context.Context, t *testing.T) *pod {
 		network.MustParsePort("5432/tcp"):        {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(p.pgPort)}},
 		network.MustParsePort(cnpgPort + "/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(p.cnpgHostPort)}},
 	}
+	exposed := []string{kcp + "/tcp", "5432/tcp", cnpgPort + "/tcp"}
+	for _, m := range majors[1:] {
+		p.majorHostPort[m.major] = freePort(t)
+		bindings[network.MustParsePort(m.port+"/tcp")] = []network.PortBinding{{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(p.majorHostPort[m.major])}}
+		exposed = append(exposed, m.port+"/tcp")
+	}
 	p.holder, err = testcontainers.Run(ctx, moduleTag,
 		testcontainers.WithEntrypoint("sleep", "infinity"),
 		testcontainers.WithLabels(labels()),
 		tcnetwork.WithNetwork([]string{"pod"}, nw),
-		testcontainers.WithExposedPorts(kcp+"/tcp", "5432/tcp", cnpgPort+"/tcp"),
+		testcontainers.WithExposedPorts(exposed...),
 		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
 			hc.PortBindings = bindings
 			hc.PublishAllPorts = false
@@ -492,26 +508,36 @@ func (p *pod) mustExec(ctx context.Context, t *testing.T, c *testcontainers.Dock
 	return out
 }
 
-// psqlInContainer runs psql in the PostgreSQL container against localhost (TCP, so the
-// OAuth lines of pg_hba.conf apply), approves its device flow as username through
-// Keycloak's pages, and checks psql's output.
+// psqlInContainer runs the image's own psql in the PostgreSQL container, approves its
+// device flow as username and checks psql's output.
 func (p *pod) psqlInContainer(ctx context.Context, t *testing.T, username, role, want string) {
+	t.Helper()
+	if rc, out, stderr := p.psqlDeviceFlow(ctx, t, p.pg, "5432", username, role); rc != "0" || out != want {
+		t.Fatalf("psql exited %s and printed %q; want 0 and %q; its stderr:\n%s", rc, out, want, stderr)
+	}
+}
+
+// psqlDeviceFlow runs psql in container c against localhost:port (TCP, so the OAuth lines
+// of pg_hba.conf apply) as role, approves its device flow as username through Keycloak's
+// pages, and returns psql's exit code, its output and the lines of its stderr that carry
+// no token.
+func (p *pod) psqlDeviceFlow(ctx context.Context, t *testing.T, c *testcontainers.DockerContainer, port, username, role string) (rc, out, stderr string) {
 	t.Helper()
 	// PGOAUTHDEBUG=UNSAFE: libpq refuses the plain-http demo issuer otherwise. It also
 	// prints tokens to psql.err, which stays in the container; only prompt lines are read.
 	script := fmt.Sprintf(`rm -f /tmp/psql.out /tmp/psql.err /tmp/psql.rc /tmp/psql.rc.new
-PGOAUTHDEBUG=UNSAFE psql 'host=localhost port=5432 dbname=postgres user=%s oauth_issuer=%s oauth_client_id=%s' \
+PGOAUTHDEBUG=UNSAFE psql 'host=localhost port=%s dbname=postgres user=%s oauth_issuer=%s oauth_client_id=%s' \
   -XAtc "SELECT current_user || ' ' || system_user" </dev/null >/tmp/psql.out 2>/tmp/psql.err
 echo $? >/tmp/psql.rc.new && mv /tmp/psql.rc.new /tmp/psql.rc
-`, role, p.issuer, keycloak.DeviceClient)
-	if err := p.pg.CopyToContainer(ctx, []byte(script), "/tmp/psql-login.sh", 0o755); err != nil {
+`, port, role, p.issuer, keycloak.DeviceClient)
+	if err := c.CopyToContainer(ctx, []byte(script), "/tmp/psql-login.sh", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if code, out := p.exec(ctx, t, p.pg, "bash", "-c", "setsid bash /tmp/psql-login.sh >/dev/null 2>&1 </dev/null &"); code != 0 {
+	if code, out := p.exec(ctx, t, c, "bash", "-c", "setsid bash /tmp/psql-login.sh >/dev/null 2>&1 </dev/null &"); code != 0 {
 		t.Fatalf("starting psql: exit %d: %s", code, out)
 	}
 	safeStderr := func() string {
-		_, s := p.exec(ctx, t, p.pg, "cat", "/tmp/psql.err")
+		_, s := p.exec(ctx, t, c, "cat", "/tmp/psql.err")
 		return safeLines(s)
 	}
 	var uri, code string
@@ -521,10 +547,10 @@ echo $? >/tmp/psql.rc.new && mv /tmp/psql.rc.new /tmp/psql.rc
 			t.Fatalf("psql printed no device prompt; its stderr:\n%s", safeStderr())
 		}
 		time.Sleep(time.Second)
-		if rc, _ := p.exec(ctx, t, p.pg, "cat", "/tmp/psql.rc"); rc == 0 {
+		if rc, _ := p.exec(ctx, t, c, "cat", "/tmp/psql.rc"); rc == 0 {
 			t.Fatalf("psql ended before prompting; its stderr:\n%s", safeStderr())
 		}
-		_, stderr := p.exec(ctx, t, p.pg, "cat", "/tmp/psql.err")
+		_, stderr := p.exec(ctx, t, c, "cat", "/tmp/psql.err")
 		uri, code = findPrompt(stderr)
 	}
 	if !strings.HasPrefix(uri, "http://localhost:"+strconv.Itoa(p.kcPort)+"/") {
@@ -535,10 +561,8 @@ echo $? >/tmp/psql.rc.new && mv /tmp/psql.rc.new /tmp/psql.rc
 	}
 	deadline = time.Now().Add(2 * time.Minute)
 	for {
-		if rc, out := p.exec(ctx, t, p.pg, "cat", "/tmp/psql.rc"); rc == 0 {
-			if strings.TrimSpace(out) != "0" {
-				t.Fatalf("psql exited %s; its stderr:\n%s", strings.TrimSpace(out), safeStderr())
-			}
+		if code, out := p.exec(ctx, t, c, "cat", "/tmp/psql.rc"); code == 0 {
+			rc = strings.TrimSpace(out)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -546,9 +570,8 @@ echo $? >/tmp/psql.rc.new && mv /tmp/psql.rc.new /tmp/psql.rc
 		}
 		time.Sleep(time.Second)
 	}
-	if _, out := p.exec(ctx, t, p.pg, "cat", "/tmp/psql.out"); strings.TrimSpace(out) != want {
-		t.Fatalf("psql printed %q, want %q", strings.TrimSpace(out), want)
-	}
+	_, out = p.exec(ctx, t, c, "cat", "/tmp/psql.out")
+	return rc, strings.TrimSpace(out), safeStderr()
 }
 
 // psqlFromHost runs this machine's psql 18 (OJW_PG_CONFIG's bindir, as make test sets
@@ -739,6 +762,159 @@ func (p *pod) cnpg(ctx context.Context, t *testing.T) {
 	out = p.mustExec(ctx, t, c, "bash", "-c", `ls "$PGDATA/oauth_jwt_cache" | wc -l`)
 	if n, _ := strconv.Atoi(strings.TrimSpace(out)); n == 0 {
 		t.Fatalf("key cache empty after a login: the fetch helper did not run")
+	}
+}
+
+// otherMajor proves the module image built for m.major (docker/Dockerfile with
+// --build-arg PG_MAJOR=<major>), started in the pod on port m.port with the same Keycloak:
+//   - a service's token (pgx) logs in, and the session's server is that major with
+//     oauth_jwt among its loaded modules: the server loaded the module for the login, which
+//     it refuses to do when the module's magic block is not its own major's;
+//   - the image's own psql and libpq-oauth log a person in by the device flow;
+//   - a refusal's reason is the DETAIL of the server's own failure entry (from PostgreSQL
+//     19 on, the module's error_detail; psql finishes the exchange, so the server writes it);
+//   - the CloudNativePG extension image of that major carries the very files that server
+//     loaded (its layout and mount are proven on the default major: CloudNativePGImageVolume).
+func (p *pod) otherMajor(ctx context.Context, t *testing.T, m *majorImages) {
+	start := time.Now()
+	c, err := testcontainers.Run(ctx, m.module,
+		testcontainers.WithCmd("postgres", "-c", "port="+m.port),
+		testcontainers.WithEnv(map[string]string{
+			"POSTGRES_PASSWORD": postgresPassword,
+			"PGPORT":            m.port,
+			"OAUTH_JWT_ISSUER":  p.issuer,
+		}),
+		testcontainers.WithLabels(labels()),
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			hc.NetworkMode = container.NetworkMode("container:" + p.holder.GetContainerID())
+		}),
+		testcontainers.WithEndpointSettingsModifier(func(s map[string]*network.EndpointSettings) { clear(s) }),
+		testcontainers.WithWaitStrategyAndDeadline(5*time.Minute,
+			wait.ForExec([]string{"pg_isready", "-h", "127.0.0.1", "-p", m.port, "-U", "postgres"}).
+				WithPollInterval(time.Second).WithStartupTimeout(5*time.Minute)),
+	)
+	testcontainers.CleanupContainer(t, c)
+	if err != nil {
+		dumpLogs(t, c, "postgres-"+m.major)
+		t.Fatalf("starting the module image for PostgreSQL %s: %v", m.major, err)
+	}
+	timed("PostgreSQL "+m.major+" (module image) ready", start)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, c, "postgres-"+m.major)
+		}
+	})
+
+	t.Run("TokenLoginLoadsModule", func(t *testing.T) {
+		tok, err := keycloak.ClientCredentialsToken(ctx, p.issuer, keycloak.ServiceClient, keycloak.ServiceSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := p.connect(ctx, p.majorHostPort[m.major], "app_writer", tok)
+		if err != nil {
+			t.Fatalf("login as app_writer refused: %v\nserver log:\n%s", err, tail(p.serverLog(ctx, t, c), 15))
+		}
+		defer conn.Close(ctx)
+		var major int
+		var cur, sys, files string
+		if err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int / 10000, current_user::text, system_user,
+			coalesce((SELECT string_agg(file_name, ',') FROM pg_get_loaded_modules() WHERE module_name = 'oauth_jwt'), '')`).
+			Scan(&major, &cur, &sys, &files); err != nil {
+			t.Fatal(err)
+		}
+		if strconv.Itoa(major) != m.major {
+			t.Errorf("server major %d, want %s", major, m.major)
+		}
+		if cur != "app_writer" || sys != "oauth:service-account-"+keycloak.ServiceClient {
+			t.Errorf("current_user %q, system_user %q; want app_writer, oauth:service-account-%s", cur, sys, keycloak.ServiceClient)
+		}
+		if files != "oauth_jwt.so" {
+			t.Errorf("pg_get_loaded_modules() names oauth_jwt in %q, want oauth_jwt.so", files)
+		}
+	})
+
+	t.Run("PsqlDeviceFlowInContainer", func(t *testing.T) {
+		if rc, out, stderr := p.psqlDeviceFlow(ctx, t, c, m.port, "alice", "alice"); rc != "0" || out != "alice oauth:alice" {
+			t.Fatalf("psql exited %s and printed %q; want 0 and %q; its stderr:\n%s", rc, out, "alice oauth:alice", stderr)
+		}
+	})
+
+	t.Run("RefusedReasonInServerEntry", func(t *testing.T) {
+		// carol is in no group: no role (role_not_allowed).
+		const entry = `FATAL:  OAuth bearer authentication failed for user "reader"`
+		const detail = "DETAIL:  Reason: role_not_allowed. "
+		mark := strings.Count(p.serverLog(ctx, t, c), entry)
+		rc, out, stderr := p.psqlDeviceFlow(ctx, t, c, m.port, "carol", "reader")
+		if rc == "0" || out != "" {
+			t.Fatalf("psql as reader with carol's token exited %s and printed %q; want refused", rc, out)
+		}
+		if !strings.Contains(stderr, "OAuth bearer authentication failed") {
+			t.Errorf("psql's stderr:\n%s\nwant the server's refusal", stderr)
+		}
+		p.waitLog(ctx, t, c, entry, mark)
+		lines := strings.Split(p.serverLog(ctx, t, c), "\n")
+		found := false
+		for i := range len(lines) - 1 {
+			if strings.Contains(lines[i], entry) && strings.Contains(lines[i+1], detail) {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("server log: no %q entry with DETAIL %q; last lines:\n%s", entry, detail, tail(p.serverLog(ctx, t, c), 30))
+		}
+	})
+
+	t.Run("CloudNativePGImage", func(t *testing.T) {
+		desc, err := docker(ctx, "image", "inspect", "--format", `{{index .Config.Labels "org.opencontainers.image.description"}}`, m.cnpg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(desc, "(PostgreSQL "+m.major+")") {
+			t.Errorf("%s is described as %q, want PostgreSQL %s", m.cnpg, strings.TrimSpace(desc), m.major)
+		}
+		holder := "oauth_jwt-e2e-cnpg-src-" + m.major + "-" + runID
+		if _, err := docker(ctx, "create", "--label", runLabel+"="+runID, "--name", holder, m.cnpg, "none"); err != nil {
+			t.Fatal(err)
+		}
+		defer docker(ctx, "rm", "-f", holder)
+		// The image's lib/ as a tar stream, hashed; the server image's pkglibdir files, hashed there.
+		sums, err := docker(ctx, "cp", holder+":/lib", "-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := tarSHA256(sums)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := p.mustExec(ctx, t, c, "bash", "-c", `cd "$(pg_config --pkglibdir)" && sha256sum oauth_jwt.so oauth_jwt_fetch`)
+		for _, name := range []string{"oauth_jwt.so", "oauth_jwt_fetch"} {
+			if got["lib/"+name] == "" || !strings.Contains(want, got["lib/"+name]+"  "+name) {
+				t.Errorf("%s: lib/%s has sha256 %q; the server's pkglibdir (sha256sum):\n%s", m.cnpg, name, got["lib/"+name], want)
+			}
+		}
+	})
+}
+
+// tarSHA256 returns the sha256 (hex) of each regular file of a tar stream, by name.
+func tarSHA256(stream string) (map[string]string, error) {
+	sums := map[string]string{}
+	tr := tar.NewReader(strings.NewReader(stream))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return sums, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		sum := sha256.New()
+		if _, err := io.Copy(sum, tr); err != nil {
+			return nil, err
+		}
+		sums[h.Name] = hex.EncodeToString(sum.Sum(nil))
 	}
 }
 

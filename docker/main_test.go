@@ -24,17 +24,36 @@ import (
 // run if a killed test binary left them behind.
 const runLabel = "org.oauth-jwt.e2e"
 
-// Images and the run, set by TestMain.
+// majorImages are docker/Dockerfile's images for one PostgreSQL major (build argument
+// PG_MAJOR).
+type majorImages struct {
+	major   string
+	port    string // the module image's server port in the suite's pod
+	pgImage string // the server image the module image builds on (official or stand-in)
+	module  string // docker/Dockerfile, default target
+	builder string // its builder stage, tagged to stay the next build's cache
+	cnpg    string // docker/Dockerfile --target cnpg-extension
+}
+
+// majors the module image is built and tested for. The first is docker/Dockerfile's
+// default and runs every scenario (TestDockerImages, TestComposeDemo); each other one runs
+// TestDockerImages/PostgreSQL<major> in the same pod, against the same Keycloak.
+var majors = []*majorImages{
+	{major: "18", port: "5432", module: "oauth_jwt-postgres:e2e", builder: "oauth_jwt-postgres:e2e-builder", cnpg: "oauth_jwt-cnpg:e2e"},
+	{major: "19", port: "5419", module: "oauth_jwt-postgres:e2e-19", builder: "oauth_jwt-postgres:e2e-builder-19", cnpg: "oauth_jwt-cnpg:e2e-19"},
+}
+
+// Images and the run, set by TestMain. pgImage, moduleTag and cnpgTag are the default
+// major's (majors[0]).
 var (
-	repoRoot   string
-	runID      string
-	pgImage    string // the server image the module image builds on (official or stand-in)
-	goImage    string
-	kcImage    string
-	moduleTag  = "oauth_jwt-postgres:e2e" // docker/Dockerfile, default target
-	builderTag = "oauth_jwt-postgres:e2e-builder"
-	cnpgTag    = "oauth_jwt-cnpg:e2e" // docker/Dockerfile --target cnpg-extension
-	timings    []string
+	repoRoot  string
+	runID     string
+	pgImage   string
+	goImage   string
+	kcImage   string
+	moduleTag = majors[0].module
+	cnpgTag   = majors[0].cnpg
+	timings   []string
 )
 
 // TestMain finds the engine, resolves the images (official or stand-ins), builds the
@@ -144,40 +163,46 @@ func configureTestcontainers() error {
 	return nil
 }
 
-// resolveImages runs scripts/images.sh resolve: the official images, or stand-ins.
+// resolveImages runs scripts/images.sh resolve for each major: the official images, or
+// stand-ins (cached: an unchanged stand-in is reused). Go and Keycloak are the same for
+// every major.
 func resolveImages() error {
 	start := time.Now()
 	defer timed("images (official or stand-ins)", start)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot, "scripts/images.sh"), "resolve")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return fmt.Errorf("scripts/images.sh resolve: %v", err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), "=")
-		switch k {
-		case "OJW_PG_IMAGE":
-			pgImage = v
-		case "OJW_GO_IMAGE":
-			goImage = v
-		case "OJW_KEYCLOAK_IMAGE":
-			kcImage = v
+	for _, m := range majors {
+		cmd := exec.CommandContext(ctx, filepath.Join(repoRoot, "scripts/images.sh"), "resolve")
+		cmd.Env = append(os.Environ(), "PG_MAJOR="+m.major)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("PG_MAJOR=%s scripts/images.sh resolve: %v", m.major, err)
 		}
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			k, v, _ := strings.Cut(sc.Text(), "=")
+			switch k {
+			case "OJW_PG_IMAGE":
+				m.pgImage = v
+			case "OJW_GO_IMAGE":
+				goImage = v
+			case "OJW_KEYCLOAK_IMAGE":
+				kcImage = v
+			}
+		}
+		if m.pgImage == "" || goImage == "" || kcImage == "" {
+			return fmt.Errorf("PG_MAJOR=%s scripts/images.sh resolve printed %q", m.major, out)
+		}
+		fmt.Printf("container suite: images for PostgreSQL %s: %s, %s, %s\n", m.major, m.pgImage, goImage, kcImage)
 	}
-	if pgImage == "" || goImage == "" || kcImage == "" {
-		return fmt.Errorf("scripts/images.sh resolve printed %q", out)
-	}
-	fmt.Printf("container suite: images %s, %s, %s\n", pgImage, goImage, kcImage)
+	pgImage = majors[0].pgImage
 	return nil
 }
 
-// buildArgs are docker/Dockerfile's build arguments for the resolved images.
-func buildArgs() []string {
-	args := []string{"--build-arg", "PG_IMAGE=" + pgImage, "--build-arg", "GO_IMAGE=" + goImage}
+// buildArgs are docker/Dockerfile's build arguments for major m and the resolved images.
+func buildArgs(m *majorImages) []string {
+	args := []string{"--build-arg", "PG_MAJOR=" + m.major, "--build-arg", "PG_IMAGE=" + m.pgImage, "--build-arg", "GO_IMAGE=" + goImage}
 	for _, name := range []string{"GOPROXY", "GOFLAGS"} {
 		if v := os.Getenv(name); v != "" {
 			args = append(args, "--build-arg", name+"="+v)
@@ -186,10 +211,11 @@ func buildArgs() []string {
 	return args
 }
 
-// buildModuleImages builds docker/Dockerfile's builder stage, the server image and the
-// CloudNativePG extension image, then removes the layers earlier builds left dangling
-// (each source change leaves a ~230 MB builder layer behind otherwise). The builder stage
-// is tagged so that its layers stay the cache of the next build.
+// buildModuleImages builds, for each major, docker/Dockerfile's builder stage, the
+// CloudNativePG extension image and the server image, then removes the layers earlier
+// builds left dangling (each source change leaves a ~230 MB builder layer per major
+// behind otherwise). The builder stages are tagged so that their layers stay the cache
+// of the next build.
 func buildModuleImages() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
@@ -199,32 +225,36 @@ func buildModuleImages() error {
 		return err
 	}
 	defer logf.Close()
-	for _, b := range []struct{ tag, target string }{
-		{builderTag, "builder"}, {cnpgTag, "cnpg-extension"}, {moduleTag, ""},
-	} {
-		start := time.Now()
-		args := append([]string{"build", "-f", "docker/Dockerfile", "-t", b.tag, "--label", runLabel + ".image=1"}, buildArgs()...)
-		if b.target != "" {
-			args = append(args, "--target", b.target)
+	for _, m := range majors {
+		for _, b := range []struct{ tag, target string }{
+			{m.builder, "builder"}, {m.cnpg, "cnpg-extension"}, {m.module, ""},
+		} {
+			start := time.Now()
+			args := append([]string{"build", "-f", "docker/Dockerfile", "-t", b.tag, "--label", runLabel + ".image=1"}, buildArgs(m)...)
+			if b.target != "" {
+				args = append(args, "--target", b.target)
+			}
+			args = append(args, ".")
+			cmd := exec.CommandContext(ctx, "docker", args...)
+			cmd.Dir = repoRoot
+			cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+			cmd.Stdout, cmd.Stderr = logf, logf
+			if err := cmd.Run(); err != nil {
+				out, _ := os.ReadFile(logPath)
+				return fmt.Errorf("building %s (PostgreSQL %s): %v; build log (%s) tail:\n%s", b.tag, m.major, err, logPath, tail(string(out), 40))
+			}
+			timed("build "+b.tag, start)
 		}
-		args = append(args, ".")
-		cmd := exec.CommandContext(ctx, "docker", args...)
-		cmd.Dir = repoRoot
-		cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Run(); err != nil {
-			out, _ := os.ReadFile(logPath)
-			return fmt.Errorf("building %s: %v; build log (%s) tail:\n%s", b.tag, err, logPath, tail(string(out), 40))
-		}
-		timed("build "+b.tag, start)
 	}
 	if _, err := docker(ctx, "image", "prune", "-f", "--filter", "label="+runLabel+".image"); err != nil {
 		return err
 	}
-	for _, img := range []string{moduleTag, cnpgTag, pgImage} {
-		if out, err := docker(ctx, "image", "inspect", "--format", "{{.Size}}", img); err == nil {
-			n, _ := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
-			fmt.Printf("container suite: image %-40s %6.1f MB\n", img, float64(n)/1e6)
+	for _, m := range majors {
+		for _, img := range []string{m.module, m.cnpg, m.pgImage} {
+			if out, err := docker(ctx, "image", "inspect", "--format", "{{.Size}}", img); err == nil {
+				n, _ := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+				fmt.Printf("container suite: image %-40s %6.1f MB\n", img, float64(n)/1e6)
+			}
 		}
 	}
 	return nil
