@@ -30,7 +30,8 @@ import (
 // and each login waits for the previous backend to be gone (a Go backend's
 // exit was measured to slow whichever login starts next), so drift and
 // neighbours affect all alike. OJW_AB_ROUNDS sets the rounds
-// (default 200), OJW_AB_SEED the shuffle's seed (default: time; logged).
+// (default 200), OJW_AB_SEED the shuffle's seed (default: time; logged),
+// OJW_AB_LOG a file to keep the server log in.
 //
 //	OJW_AB_MODULES="base=/tmp/a/oauth_jwt.so,new=build/18/oauth_jwt.so" \
 //	  OJW_PG_CONFIG=... OJW_BUILD_DIR=$PWD/build/18 \
@@ -100,9 +101,10 @@ func BenchmarkLoginAB(b *testing.B) {
 	c.Exec(roles...)
 
 	type kind struct {
-		label string
-		cfg   *pgx.ConnConfig
-		lat   []time.Duration
+		label  string
+		cfg    *pgx.ConnConfig
+		lat    []time.Duration
+		faults []int // the backend's minor page faults by the end of its login
 	}
 	var kinds []*kind
 	for _, l := range append([]string{"noop"}, func() []string {
@@ -129,6 +131,9 @@ func BenchmarkLoginAB(b *testing.B) {
 			b.Fatalf("%s: %v\n%s", k.label, err, c.LogTail(10))
 		}
 		pid := int(conn.PgConn().PID())
+		if f, err := minorFaults(pid); err == nil {
+			k.faults = append(k.faults, f)
+		}
 		conn.Close(ctx)
 		// Not timed: the backend has exited and been reaped before the next
 		// login starts, so no login pays for another's exit.
@@ -157,11 +162,36 @@ func BenchmarkLoginAB(b *testing.B) {
 	}
 	ref := p(kinds[0].lat, 50)
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n%d rounds, shuffled order (OJW_AB_SEED=%d)\n| library | p50 ms | p99 ms | p50 / C no-op |\n|---|---|---|---|\n", rounds, seed)
+	fmt.Fprintf(&sb, "\n%d rounds, shuffled order (OJW_AB_SEED=%d)\n| library | p50 ms | p99 ms | p50 / C no-op | minor faults (median) |\n|---|---|---|---|---|\n", rounds, seed)
 	for _, k := range kinds {
 		q50, q99 := p(k.lat, 50), p(k.lat, 99)
-		fmt.Fprintf(&sb, "| %s | %.3f | %.3f | %.3f |\n", k.label, ms(q50), ms(q99), float64(q50)/float64(ref))
+		sort.Ints(k.faults)
+		faults := -1
+		if len(k.faults) > 0 {
+			faults = k.faults[len(k.faults)/2]
+		}
+		fmt.Fprintf(&sb, "| %s | %.3f | %.3f | %.3f | %d |\n", k.label, ms(q50), ms(q99), float64(q50)/float64(ref), faults)
 		b.ReportMetric(float64(q50)/float64(ref), k.label+"/noop_p50")
 	}
 	b.Log(sb.String())
+	if keep := os.Getenv("OJW_AB_LOG"); keep != "" { // e.g. a build with inittrace=1 in godebugDefault
+		if err := os.WriteFile(keep, []byte(c.Log()), 0o644); err != nil {
+			b.Error(err)
+		}
+	}
+}
+
+// minorFaults reads a process's minor page faults from /proc/<pid>/stat
+// (field 10; the command name before it may hold spaces, so count from ")").
+func minorFaults(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 8 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	return strconv.Atoi(f[7])
 }
