@@ -199,8 +199,8 @@ func TestHintsCoverEveryReason(t *testing.T) {
 			t.Errorf("hint of %s is not a sentence: %q", r, h)
 		}
 	}
-	if len(hints) != len(reasonOrder) {
-		t.Errorf("%d hints for %d reasons", len(hints), len(reasonOrder))
+	if len(hints()) != len(reasonOrder) {
+		t.Errorf("%d hints for %d reasons", len(hints()), len(reasonOrder))
 	}
 	if Hint(ReasonOK) != "" {
 		t.Error("ReasonOK has a hint")

@@ -3,7 +3,6 @@ package keycache
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -81,8 +80,18 @@ var (
 	// (the clock was stepped back, or the cache was copied from another
 	// host), so Config.MaxStale cannot be enforced; it is refetched, and
 	// not served while the refetch fails. It matches ErrUnavailable.
-	ErrFutureFetch = fmt.Errorf("%w: cached copy fetched in the future", ErrUnavailable)
+	ErrFutureFetch error = &subError{msg: "identity provider unavailable: cached copy fetched in the future", is: ErrUnavailable}
 )
+
+// subError is a sentinel that also matches a wider one. Built without fmt,
+// which would run at package initialisation in every backend.
+type subError struct {
+	msg string
+	is  error
+}
+
+func (e *subError) Error() string { return e.msg }
+func (e *subError) Unwrap() error { return e.is }
 
 // Config configures a Cache. Zero durations mean the documented defaults.
 type Config struct {

@@ -131,7 +131,7 @@ func parseJWKS(jwksURL string, body []byte) (*KeySet, error) {
 }
 
 // errorKinds names the sentinel errors a process may have to rebuild from
-// text: the cache file records the first three (fileKinds), the fetch
+// text: the cache file records the first three (fileKind), the fetch
 // helper reports any. The order is that of KeySourceReason in the
 // validator, so an error matching several is classed the same everywhere.
 var errorKinds = []struct {
@@ -148,13 +148,22 @@ var errorKinds = []struct {
 	{"canceled", context.Canceled},
 }
 
-// fileKinds are the kinds a failure record in the cache file may carry.
-var fileKinds = map[string]bool{"discovery_mismatch": true, "too_large": true, "insecure_url": true}
+// fileKind says whether a failure record in the cache file may carry kind.
+// A switch, not a map: a map variable is built at package initialisation,
+// in every backend.
+func fileKind(kind string) bool {
+	switch kind {
+	case "discovery_mismatch", "too_large", "insecure_url":
+		return true
+	}
+	return false
+}
 
-// kindOf is the first kind err matches, "" for none.
-func kindOf(err error, only map[string]bool) string {
+// kindOf is the first kind err matches among those only accepts (nil: any),
+// "" for none.
+func kindOf(err error, only func(string) bool) string {
 	for _, k := range errorKinds {
-		if (only == nil || only[k.kind]) && errors.Is(err, k.sentinel) {
+		if (only == nil || only(k.kind)) && errors.Is(err, k.sentinel) {
 			return k.kind
 		}
 	}
@@ -173,14 +182,14 @@ func ofKind(text, kind string) error {
 }
 
 // errorKind names the sentinel an error matches, for the cache file.
-func errorKind(err error) string { return kindOf(err, fileKinds) }
+func errorKind(err error) string { return kindOf(err, fileKind) }
 
 // recordedError rebuilds an error read from the cache file.
 func recordedError(text, kind string) error {
 	if text == "" {
 		text = "no cached copy"
 	}
-	if !fileKinds[kind] {
+	if !fileKind(kind) {
 		kind = ""
 	}
 	return ofKind(text, kind)
