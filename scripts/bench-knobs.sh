@@ -34,18 +34,18 @@ cd "$repo"
 make -s test-modules PG_MAJOR="$major" PG_CONFIG="$pgc" >/dev/null
 
 # The compiler flags make uses for the shim of this major (printed by make -n).
-cflags=$(make -n -B test-modules PG_MAJOR="$major" PG_CONFIG="$pgc" 2>/dev/null |
-	sed -n "s|^gcc \(.*\) -c cshim/oauth_jwt_start.c -o build/$major/test/oauth_jwt_start.o$|\1|p" | head -n1)
-[ -n "$cflags" ] || { log "cannot read the compiler flags from make -n"; exit 1; }
-ldflags=$(make -n -B test-modules PG_MAJOR="$major" PG_CONFIG="$pgc" 2>/dev/null |
-	sed -n "s|^gcc -shared -o build/$major/oauth_jwt.so build/$major/oauth_jwt.o \(.*\) build/libojw.a .*|\1|p" | head -n1)
+plan=$(make -n -B test-modules PG_MAJOR="$major" PG_CONFIG="$pgc" 2>/dev/null)
+cc=$(sed -n "s|^\([^ ]*gcc\) .* -c cshim/oauth_jwt_start.c -o build/$major/test/oauth_jwt_start.o$|\1|p" <<<"$plan" | head -n1)
+cflags=$(sed -n "s|^[^ ]*gcc \(.*\) -c cshim/oauth_jwt_start.c -o build/$major/test/oauth_jwt_start.o$|\1|p" <<<"$plan" | head -n1)
+[ -n "$cc" ] && [ -n "$cflags" ] || { log "cannot read the compiler flags from make -n"; exit 1; }
+ldflags=$(sed -n "s|^[^ ]*gcc -shared -o build/$major/oauth_jwt.so build/$major/oauth_jwt.o \(.*\) build/libojw.a .*|\1|p" <<<"$plan" | head -n1)
 tail_ld="-Wl,--version-script=cshim/exports.map -Wl,-z,nodelete"
 
 # link NAME ARCHIVE START_OBJ WRAPS...: the production shim object with an archive and a start object.
 link() {
 	local name=$1 archive=$2 start=$3; shift 3
 	# shellcheck disable=SC2086
-	gcc -shared -o "$out/$name.so" "build/$major/oauth_jwt.o" $ldflags "$archive" "$start" \
+	"$cc" -shared -o "$out/$name.so" "build/$major/oauth_jwt.o" $ldflags "$archive" "$start" \
 		"build/$major/test/oauth_jwt_late.o" $tail_ld "$@" -lpthread
 }
 wrap_all="-Wl,--wrap=pthread_create -Wl,--wrap=pthread_getattr_np"
@@ -63,7 +63,7 @@ log "no_arena: no mallopt"
 sed 's/^\t(void) mallopt(M_ARENA_MAX, 1);$/\t\/* knob left out *\//' cshim/oauth_jwt_start.c >"$out/start-noarena.c"
 ! grep -q 'mallopt(M_ARENA' "$out/start-noarena.c" || { log "sed missed the mallopt line"; exit 1; }
 # shellcheck disable=SC2086
-gcc $cflags -Icshim -c "$out/start-noarena.c" -o "$out/start-noarena.o"
+"$cc" $cflags -Icshim -c "$out/start-noarena.c" -o "$out/start-noarena.o"
 # shellcheck disable=SC2086
 link no_arena_jwt build/libojw.a "$out/start-noarena.o" $wrap_all
 
@@ -71,14 +71,14 @@ log "no_stack: glibc's pthread_getattr_np"
 sed 's/__real_pthread_getattr_np/pthread_getattr_np/g; s/__wrap_pthread_getattr_np/ojw_unused_getattr_np/g' \
 	cshim/oauth_jwt_start.c >"$out/start-nostack.c"
 # shellcheck disable=SC2086
-gcc $cflags -Icshim -c "$out/start-nostack.c" -o "$out/start-nostack.o"
+"$cc" $cflags -Icshim -c "$out/start-nostack.c" -o "$out/start-nostack.o"
 link no_stack_jwt build/libojw.a "$out/start-nostack.o" -Wl,--wrap=pthread_create
 
 log "no_narrow: threads keep the loading thread's CPUs"
 sed 's/^\tcpu = sched_getcpu();$/\tcpu = -1;/' cshim/oauth_jwt_start.c >"$out/start-nonarrow.c"
 grep -q '^	cpu = -1;$' "$out/start-nonarrow.c" || { log "sed missed the sched_getcpu line"; exit 1; }
 # shellcheck disable=SC2086
-gcc $cflags -Icshim -c "$out/start-nonarrow.c" -o "$out/start-nonarrow.o"
+"$cc" $cflags -Icshim -c "$out/start-nonarrow.c" -o "$out/start-nonarrow.o"
 # shellcheck disable=SC2086
 link no_narrow_jwt build/libojw.a "$out/start-nonarrow.o" $wrap_all
 
