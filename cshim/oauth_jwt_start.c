@@ -204,12 +204,12 @@ typedef struct
 {
 	void	   *(*start) (void *);
 	void	   *arg;
-} OjwThreadStart;
+} GoThreadStart;
 
 static void *
 ojw_thread_start(void *p)
 {
-	OjwThreadStart ts = *(OjwThreadStart *) p;
+	GoThreadStart ts = *(GoThreadStart *) p;
 
 	free(p);
 	ojw_place_new_thread();
@@ -224,7 +224,7 @@ int
 __wrap_pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 					  void *(*start) (void *), void *arg)
 {
-	OjwThreadStart *ts;
+	GoThreadStart *ts;
 	int			rc;
 
 	if (ojw_cpu_state == OJW_CPU_UNTOUCHED || (ts = malloc(sizeof(*ts))) == NULL)
