@@ -3,14 +3,11 @@ package integration
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -41,65 +38,29 @@ func BenchmarkLoginAB(b *testing.B) {
 	if spec == "" {
 		b.Fatal("OJW_AB_MODULES is empty: give label=path.so pairs, comma-separated (see the comment above BenchmarkLoginAB)")
 	}
-	rounds := 200
-	if v, err := strconv.Atoi(os.Getenv("OJW_AB_ROUNDS")); err == nil && v > 0 {
-		rounds = v
-	}
-	seed := uint64(time.Now().UnixNano())
-	if v, err := strconv.ParseUint(os.Getenv("OJW_AB_SEED"), 10, 64); err == nil {
-		seed = v
-	}
-	type entry struct{ label, lib string }
-	var entries []entry
+	rounds := loadkit.EnvInt("OJW_AB_ROUNDS", 200)
+	seed, rng := benchSeed(b, "OJW_AB_SEED")
+	// The C no-op is the first kind, the reference; each library is loaded as
+	// ab_<label> and logged in to as the role of that name.
+	labels := []string{"noop"}
+	validators := []string{"oauth_noop"}
+	libs := map[string]string{}
 	labelOK := regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
 	for _, kv := range strings.Split(spec, ",") {
 		label, path, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if !ok || !labelOK.MatchString(label) {
-			b.Fatalf("OJW_AB_MODULES: %q is not label=path with a lowercase label", kv)
+		if !ok || !labelOK.MatchString(label) || label == "noop" {
+			b.Fatalf("OJW_AB_MODULES: %q is not label=path with a lowercase label other than noop", kv)
 		}
-		entries = append(entries, entry{label, path})
+		labels, validators = append(labels, label), append(validators, "ab_"+label)
+		libs["ab_"+label+".so"] = path
 	}
 
 	idp := startIdP(b, testidp.Options{})
-	libs := []string{"oauth_noop"}
-	for _, e := range entries {
-		libs = append(libs, "ab_"+e.label)
-	}
-	c := pgtest.New(b, pgtest.Options{Production: true, NoStart: true, Conf: []string{
-		fmt.Sprintf("oauth_validator_libraries = '%s'", strings.Join(libs, ", ")),
+	c := pgtest.New(b, pgtest.Options{Production: true, Libraries: libs, Conf: []string{
+		fmt.Sprintf("oauth_validator_libraries = '%s'", strings.Join(validators, ", ")),
 		"log_connections = ''",
 	}})
-	libDir := filepath.Join(c.Dir, "lib")
-	st, err := os.Stat(libDir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, e := range entries {
-		data, err := os.ReadFile(e.lib)
-		if err != nil {
-			b.Fatal(err)
-		}
-		to := filepath.Join(libDir, "ab_"+e.label+".so")
-		if err := os.WriteFile(to, data, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		sys := st.Sys().(*syscall.Stat_t)
-		if err := os.Chown(to, int(sys.Uid), int(sys.Gid)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	c.Start()
 	c.SetConf(baseConf(map[string]string{"oauth_jwt.role_from_identity": "on"}))
-	iss := idp.Issuer()
-	hba := []string{fmt.Sprintf(`host all ab_noop 127.0.0.1/32 oauth issuer="%s" scope="openid" validator=oauth_noop delegate_ident_mapping=1`, iss)}
-	roles := []string{"create role ab_noop login"}
-	for _, e := range entries {
-		hba = append(hba, fmt.Sprintf(`host all ab_%s 127.0.0.1/32 oauth issuer="%s" scope="openid" validator=ab_%s delegate_ident_mapping=1`, e.label, iss, e.label))
-		roles = append(roles, "create role ab_"+e.label+" login")
-	}
-	c.SetHBA(hba...)
-	c.Exec(roles...)
-
 	type kind struct {
 		label  string
 		cfg    *pgx.ConnConfig
@@ -107,14 +68,12 @@ func BenchmarkLoginAB(b *testing.B) {
 		faults []int // the backend's minor page faults by the end of its login
 	}
 	var kinds []*kind
-	for _, l := range append([]string{"noop"}, func() []string {
-		var ls []string
-		for _, e := range entries {
-			ls = append(ls, e.label)
-		}
-		return ls
-	}()...) {
+	var hba, roles []string
+	for i, l := range labels {
 		user := "ab_" + l
+		hba = append(hba, fmt.Sprintf(`host all %s 127.0.0.1/32 oauth issuer="%s" scope="openid" validator=%s delegate_ident_mapping=1`,
+			user, idp.Issuer(), validators[i]))
+		roles = append(roles, "create role "+user+" login")
 		tok, err := idp.Mint(map[string]any{"sub": user, "aud": testAudience, "azp": "psql", "scope": "openid",
 			"exp": time.Now().Add(time.Hour).Unix()})
 		if err != nil {
@@ -122,6 +81,8 @@ func BenchmarkLoginAB(b *testing.B) {
 		}
 		kinds = append(kinds, &kind{label: l, cfg: c.OAuthConfig(user, tok)})
 	}
+	c.SetHBA(hba...)
+	c.Exec(roles...)
 	ctx := context.Background()
 	login := func(k *kind) time.Duration {
 		start := time.Now()
@@ -137,15 +98,12 @@ func BenchmarkLoginAB(b *testing.B) {
 		conn.Close(ctx)
 		// Not timed: the backend has exited and been reaped before the next
 		// login starts, so no login pays for another's exit.
-		if err := loadkit.WaitExit(pid, 30*time.Second); err != nil {
-			b.Fatalf("%s: %v", k.label, err)
-		}
+		waitExit(b, pid)
 		return d
 	}
 	for _, k := range kinds { // warm up: fills the key cache
 		login(k)
 	}
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	order := make([]*kind, len(kinds))
 	copy(order, kinds)
 	b.ResetTimer()
@@ -156,9 +114,10 @@ func BenchmarkLoginAB(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	// The quantiles as BenchmarkConnectionLatency takes them.
 	p := func(s []time.Duration, q int) time.Duration { return s[len(s)*q/100] }
 	for _, k := range kinds {
-		sort.Slice(k.lat, func(a, b int) bool { return k.lat[a] < k.lat[b] })
+		k.lat = loadkit.Sorted(k.lat)
 	}
 	ref := p(kinds[0].lat, 50)
 	var sb strings.Builder

@@ -68,15 +68,7 @@ func BenchmarkConnectionLatency(b *testing.B) {
 	tpLogins := loadkit.EnvInt("OJW_BENCH_THROUGHPUT_LOGINS", 5000)
 	tpRounds := min(loadkit.EnvInt("OJW_BENCH_THROUGHPUT_ROUNDS", 5), tpLogins)
 	clients := loadkit.EnvInt("OJW_BENCH_CLIENTS", 16)
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("OJW_BENCH_SEED"); v != "" {
-		var err error
-		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
-			b.Fatalf("OJW_BENCH_SEED=%q: %v", v, err)
-		}
-	}
-	b.Logf("OJW_BENCH_SEED=%d (set it to repeat this run's order)", seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
+	seed, rng := benchSeed(b, "OJW_BENCH_SEED")
 
 	idp := startIdP(b, testidp.Options{})
 	c := pgtest.New(b, pgtest.Options{Production: true, Conf: []string{
@@ -225,6 +217,21 @@ func BenchmarkConnectionLatency(b *testing.B) {
 }
 
 // waitExit waits until backend pid has exited (see BenchmarkConnectionLatency).
+// benchSeed is the seed of a benchmark's shuffles: from the environment
+// variable env, or the clock; logged, so that a run's order can be repeated.
+func benchSeed(b testing.TB, env string) (uint64, *rand.Rand) {
+	b.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv(env); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			b.Fatalf("%s=%q: %v", env, v, err)
+		}
+	}
+	b.Logf("%s=%d (set it to repeat this run's order)", env, seed)
+	return seed, rand.New(rand.NewPCG(seed, 0))
+}
+
 func waitExit(b testing.TB, pid int) {
 	b.Helper()
 	if err := loadkit.WaitExit(pid, 30*time.Second); err != nil {

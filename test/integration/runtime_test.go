@@ -110,9 +110,10 @@ func TestRuntimeStartReadsNoProcFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
+	tracer := regexp.MustCompile(`(?m)^TracerPid:\s+(\d+)`)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		b, _ := os.ReadFile("/proc/" + pmPID + "/status")
-		if m := regexp.MustCompile(`(?m)^TracerPid:\s+(\d+)`).FindSubmatch(b); m != nil && string(m[1]) != "0" {
+		if m := tracer.FindSubmatch(b); m != nil && string(m[1]) != "0" {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -135,6 +135,9 @@ type Options struct {
 	// Production loads the installable oauth_jwt.so (no test triggers)
 	// instead of the test build; benchmarks use it.
 	Production bool
+	// Libraries are more validator libraries for the cluster's library
+	// directory: file name there → the file to copy (builds to compare).
+	Libraries map[string]string
 }
 
 // New creates a cluster (initdb) and starts it unless opts.NoStart.
@@ -158,6 +161,9 @@ func New(t testing.TB, opts Options) *Cluster {
 		if opts.Production && (f == "oauth_jwt.so" || f == FetchHelper) {
 			from = filepath.Join(e.BuildDir, f)
 		}
+		copyFile(t, from, filepath.Join(libDir, f))
+	}
+	for f, from := range opts.Libraries {
 		copyFile(t, from, filepath.Join(libDir, f))
 	}
 	chownToServerUser(t, dir)
