@@ -12,8 +12,9 @@
  * made here: some of it runs before the server has checked the library's
  * magic block.
  *
- * Each measure below was kept because paired runs showed it
- * (docs/benchmarks.md, "What a login costs"):
+ * What is done here, the first an invariant, the others kept because paired
+ * runs showed them in latency, page faults or memory (docs/benchmarks.md,
+ * "Paired runs"):
  *	- all asynchronous signals blocked while the runtime starts, so its
  *	  threads inherit a blocked mask (DESIGN.md section 3, invariant 2);
  *	- the runtime's threads start on one CPU, so that the runtime sizes
@@ -257,7 +258,7 @@ __wrap_pthread_getattr_np(pthread_t thread, pthread_attr_t *attr)
 	static uintptr_t lo = 0,
 				hi = 0;
 
-	if (getpid() != ojw_gettid() || !pthread_equal(thread, pthread_self()))
+	if (!pthread_equal(thread, pthread_self()) || getpid() != ojw_gettid())
 		return __real_pthread_getattr_np(thread, attr);
 	if (hi == 0)
 	{
