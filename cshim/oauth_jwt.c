@@ -196,7 +196,9 @@ static bool ojw_defining = false;
 
 /*
  * Bracket every call into Go: OJW_GO_BEGIN blocks asynchronous signals and
- * saves the exact mask, OJW_GO_END restores it.
+ * saves the exact mask, OJW_GO_END restores it and, after the first call
+ * only, gives the Go threads narrowed at their start the backend's CPUs
+ * back (ojw_widen_go_threads; a compare and nothing else after that).
  */
 #define OJW_GO_BEGIN() \
 	do { \
@@ -205,6 +207,7 @@ static bool ojw_defining = false;
 		pthread_sigmask(SIG_BLOCK, &ojw_async_, &ojw_saved_)
 #define OJW_GO_END() \
 		pthread_sigmask(SIG_SETMASK, &ojw_saved_, NULL); \
+		ojw_widen_go_threads(); \
 	} while (0)
 
 /* A Go runtime started in another process is dead here: never call it. */
@@ -261,7 +264,6 @@ ojw_check_string(int i, char **newval, GucSource source)
 	OJW_GO_BEGIN();
 	msg = OjwCheckSetting((char *) ojw_gucs[i].name, *newval);
 	OJW_GO_END();
-	ojw_widen_go_threads();
 
 	if (msg == NULL)
 		return true;
@@ -555,7 +557,6 @@ ojw_validate(const ValidatorModuleState *state, const char *token,
 					  (char *) role, hba->oauth_skip_usermap ? 1 : 0,
 					  names, values, nsettings, &fd, &r);
 	OJW_GO_END();
-	ojw_widen_go_threads();
 
 	/* Pending: wait interruptibly, then collect (Go fills r in any case). */
 	if (handle > 0)
@@ -623,7 +624,6 @@ ojw_register_line_options(ValidatorModuleState *state)
 		OJW_GO_BEGIN();
 		n = OjwPolicyKeys(&keys);
 		OJW_GO_END();
-		ojw_widen_go_threads();
 		if (n < 0 || keys == NULL)
 		{
 			ereport(LOG,
