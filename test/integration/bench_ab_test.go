@@ -6,7 +6,6 @@ import (
 	"os"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -92,7 +91,7 @@ func BenchmarkLoginAB(b *testing.B) {
 			b.Fatalf("%s: %v\n%s", k.label, err, c.LogTail(10))
 		}
 		pid := int(conn.PgConn().PID())
-		if f, err := minorFaults(pid); err == nil {
+		if f, err := loadkit.MinorFaults(pid); err == nil {
 			k.faults = append(k.faults, f)
 		}
 		conn.Close(ctx)
@@ -114,8 +113,8 @@ func BenchmarkLoginAB(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	// The quantiles as BenchmarkConnectionLatency takes them.
-	p := func(s []time.Duration, q int) time.Duration { return s[len(s)*q/100] }
+	// The quantiles as every benchmark takes them (nearest rank).
+	p := func(s []time.Duration, q int) time.Duration { return loadkit.Quantile(s, float64(q)/100) }
 	for _, k := range kinds {
 		k.lat = loadkit.Sorted(k.lat)
 	}
@@ -138,19 +137,4 @@ func BenchmarkLoginAB(b *testing.B) {
 			b.Error(err)
 		}
 	}
-}
-
-// minorFaults reads a process's minor page faults from /proc/<pid>/stat
-// (field 10; the command name before it may hold spaces, so count from ")").
-func minorFaults(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 8 {
-		return 0, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	return strconv.Atoi(f[7])
 }

@@ -190,7 +190,7 @@ func BenchmarkConnectionLatency(b *testing.B) {
 	for j, k := range kinds {
 		s := loadkit.Sorted(lat[j])
 		res.Kinds = append(res.Kinds, results.BenchKind{Name: k.name,
-			P50ms: ms(s[len(s)/2]), P99ms: ms(s[len(s)*99/100]),
+			P50ms: ms(loadkit.Quantile(s, 0.5)), P99ms: ms(loadkit.Quantile(s, 0.99)),
 			LoginsPerS:     float64(tpDone[j]) / tpTime[j].Seconds(),
 			PrivateDirtyKB: mem[k.name].PrivateDirtyKB, Threads: mem[k.name].Threads})
 	}
@@ -310,7 +310,9 @@ func BenchmarkColdCacheLogin(b *testing.B) {
 		if err != nil {
 			b.Fatalf("login: %v\n%s", err, c.LogTail(10))
 		}
+		pid := int(conn.PgConn().PID())
 		conn.Close(ctx)
+		waitExit(b, pid) // not timed: the next login does not pay for this exit
 		return d
 	}
 	login() // the cache directory exists from here on
@@ -335,13 +337,12 @@ func BenchmarkColdCacheLogin(b *testing.B) {
 	if disc != n || jwks != n {
 		b.Errorf("%d cold logins made %d discovery and %d JWKS requests, want %d each", n, disc, jwks, n)
 	}
-	for _, s := range [][]time.Duration{cold, warm} {
-		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	}
-	c50, w50 := cold[n/2], warm[n/2]
+	cold, warm = loadkit.Sorted(cold), loadkit.Sorted(warm)
+	c50, w50 := loadkit.Quantile(cold, 0.5), loadkit.Quantile(warm, 0.5)
+	c99, w99 := loadkit.Quantile(cold, 0.99), loadkit.Quantile(warm, 0.99)
 	b.ReportMetric(ms(c50), "cold_p50_ms")
-	b.ReportMetric(ms(cold[n*99/100]), "cold_p99_ms")
+	b.ReportMetric(ms(c99), "cold_p99_ms")
 	b.ReportMetric(ms(w50), "warm_p50_ms")
 	b.Logf("\n| login | p50 ms | p99 ms |\n|---|---|---|\n| oauth_jwt, cold key cache (helper fetches) | %.2f | %.2f |\n| oauth_jwt, warm key cache | %.2f | %.2f |\n\n%d of each, alternating; a fetch adds %.2f ms at p50; identity provider: %d discovery, %d JWKS requests.\n",
-		ms(c50), ms(cold[n*99/100]), ms(w50), ms(warm[n*99/100]), n, ms(c50-w50), disc, jwks)
+		ms(c50), ms(c99), ms(w50), ms(w99), n, ms(c50-w50), disc, jwks)
 }

@@ -6,13 +6,13 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/oauth-jwt/oauth_jwt/test/loadkit"
 )
 
 type pgxConn = pgx.Conn
@@ -198,8 +198,8 @@ func TestLatchWakeups(t *testing.T) {
 		}
 		lat = append(lat, acquired.Sub(committed))
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	p50, p99, max := lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
+	lat = loadkit.Sorted(lat)
+	p50, p99, max := loadkit.Quantile(lat, 0.5), loadkit.Quantile(lat, 0.99), lat[len(lat)-1]
 	t.Logf("%d lock hand-offs between OAuth backends: p50 %v, p99 %v, max %v (deadlock_timeout %v)",
 		handoffs, p50, p99, max, deadlock)
 	lost := 0

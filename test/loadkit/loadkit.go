@@ -233,6 +233,21 @@ func PostmasterPID(t testing.TB, c *pgtest.Cluster) int {
 // ProcSample is what /proc says about one process.
 type ProcSample = results.ProcSample
 
+// MinorFaults reads a process's minor page faults from /proc/<pid>/stat
+// (field 10; the command name before it may hold spaces, so count from ")").
+func MinorFaults(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 8 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	return strconv.Atoi(f[7])
+}
+
 // SampleProc reads /proc/<pid>/smaps_rollup and /proc/<pid>/status.
 func SampleProc(pid int) (ProcSample, error) {
 	var s ProcSample
