@@ -124,7 +124,10 @@ type spec struct {
 	url        string
 	missingKID string // jwks only
 	cacheOnly  bool   // Query.CacheOnly
-	parse      func(body []byte) (any, error)
+	// parse checks and parses a document; object says whether body is a
+	// JSON object, and a caller that knows body to be valid JSON (from a
+	// validated cache entry) does not pay for validating it again.
+	parse func(body []byte, object bool) (any, error)
 }
 
 // result is a document as get serves it.
@@ -177,7 +180,7 @@ func (c *Cache) Keys(ctx context.Context, q Query) (keys Keys, err error) {
 		}
 		res, err := c.get(ctx, spec{
 			kind: kindDiscovery, issuer: q.Issuer, url: docURL, cacheOnly: q.CacheOnly,
-			parse: func(b []byte) (any, error) { return c.parseDiscovery(q.Issuer, docURL, b) },
+			parse: func(b []byte, object bool) (any, error) { return c.discoveryJWKSURI(q.Issuer, docURL, b, object) },
 		})
 		if err != nil {
 			return Keys{}, needsNetwork(err, q)
@@ -195,7 +198,7 @@ func (c *Cache) Keys(ctx context.Context, q Query) (keys Keys, err error) {
 	}
 	res, err := c.get(ctx, spec{
 		kind: kindJWKS, issuer: q.Issuer, url: jwksURL, missingKID: q.MissingKID, cacheOnly: q.CacheOnly,
-		parse: func(b []byte) (any, error) { return parseJWKS(jwksURL, b) },
+		parse: func(b []byte, object bool) (any, error) { return jwksKeySet(jwksURL, b, object) },
 	})
 	if err != nil {
 		return Keys{}, needsNetwork(err, q)
@@ -324,7 +327,7 @@ func (c *Cache) load(name string, s spec) (loaded, error) {
 		}
 		return loaded{}, nil
 	}
-	v, err := s.parse(f.Body)
+	v, err := s.parse(f.Body, startsObject(f.Body)) // decodeEntry validated the whole entry
 	if err != nil {
 		return loaded{}, nil
 	}
@@ -438,7 +441,7 @@ func (c *Cache) fetchLocked(ctx context.Context, name string, s spec) (result, e
 	body, ferr := c.httpGet(ctx, s.url, accept)
 	var value any
 	if ferr == nil {
-		value, ferr = s.parse(body)
+		value, ferr = s.parse(body, isJSONObject(body))
 	}
 	if ferr == nil && s.kind == kindJWKS {
 		ferr = crossCheckJWKS(s.url, body)

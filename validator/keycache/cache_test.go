@@ -878,7 +878,7 @@ func TestRecheckUnderLock(t *testing.T) {
 	q := Query{Issuer: idp.issuer, JWKSURI: idp.jwksURL}
 	name := entryName(kindJWKS, idp.issuer, idp.jwksURL)
 	s := spec{kind: kindJWKS, issuer: idp.issuer, url: idp.jwksURL,
-		parse: func(b []byte) (any, error) { return parseJWKS(idp.jwksURL, b) }}
+		parse: func(b []byte, object bool) (any, error) { return jwksKeySet(idp.jwksURL, b, object) }}
 
 	// The waiter saw a cold cache ...
 	if cur, err := waiter.load(name, s); err != nil || !waiter.needFetch(cur, s, clock.Now()) {

@@ -76,11 +76,18 @@ func truncate(s string, n int) string {
 // parseDiscovery checks a discovery document fetched for issuer and returns
 // its jwks_uri.
 func (c *Cache) parseDiscovery(issuer, docURL string, body []byte) (string, error) {
+	return c.discoveryJWKSURI(issuer, docURL, body, isJSONObject(body))
+}
+
+// discoveryJWKSURI is parseDiscovery for a body already known to be valid
+// JSON (a member of a cache entry, which decodeEntry validated as a whole):
+// object says whether it is an object, and the body is not validated again.
+func (c *Cache) discoveryJWKSURI(issuer, docURL string, body []byte, object bool) (string, error) {
 	shown := redactString(docURL)
 	// gjson rather than encoding/json: this runs on every login (the
 	// cached copy is re-checked), and reflection-based decoding was the
 	// largest part of a first validation in a fresh backend.
-	if !isJSONObject(body) {
+	if !object {
 		return "", fmt.Errorf("discovery document at %s is not a JSON object", shown)
 	}
 	m := gjson.GetManyBytes(body, "issuer", "jwks_uri")
@@ -116,8 +123,14 @@ func (c *Cache) parseDiscovery(issuer, docURL string, body []byte) (string, erro
 // weak_key or key_type_mismatch for tokens naming it), instead of failing
 // the whole set and with it every login for the issuer.
 func parseJWKS(jwksURL string, body []byte) (*KeySet, error) {
+	return jwksKeySet(jwksURL, body, isJSONObject(body))
+}
+
+// jwksKeySet is parseJWKS for a body already known to be valid JSON (see
+// discoveryJWKSURI).
+func jwksKeySet(jwksURL string, body []byte, object bool) (*KeySet, error) {
 	shown := redactString(jwksURL)
-	set, err := ParseKeySet(body)
+	set, err := parseKeySet(body, object)
 	if err != nil {
 		return nil, fmt.Errorf("JWKS at %s %s", shown, err)
 	}

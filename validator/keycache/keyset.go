@@ -89,7 +89,13 @@ func (s *KeySet) Usable() int {
 // most MaxKeys entries. Private members of an entry (d, p, q, ...) are
 // ignored: only the public half is ever used.
 func ParseKeySet(body []byte) (*KeySet, error) {
-	if !isJSONObject(body) {
+	return parseKeySet(body, isJSONObject(body))
+}
+
+// parseKeySet is ParseKeySet for a body already known to be valid JSON:
+// object says whether it is an object.
+func parseKeySet(body []byte, object bool) (*KeySet, error) {
+	if !object {
 		return nil, fmt.Errorf("is not a JSON object")
 	}
 	keys := gjson.GetBytes(body, "keys")

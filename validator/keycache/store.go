@@ -182,25 +182,52 @@ func (c *Cache) readEntry(name string) (*entryFile, error) {
 	return decodeEntry(data), nil
 }
 
-// isJSONObject reports whether b is one valid JSON object.
+// isJSONObject reports whether b is one valid JSON object: one validating
+// pass, then a look at the first byte (gjson.ParseBytes would copy all of b
+// to say the same).
 func isJSONObject(b []byte) bool {
-	return gjson.ValidBytes(b) && gjson.ParseBytes(b).IsObject()
+	return gjson.ValidBytes(b) && startsObject(b)
 }
 
-// entryFields are the members of an entry file, in the order GetManyBytes
-// returns them.
-var entryFields = []string{"version", "kind", "issuer", "url", "fetched_at", "body",
+// startsObject reports whether the JSON value b (known to be valid) is an
+// object: its first byte after white space is '{'.
+func startsObject(b []byte) bool {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		}
+		return c == '{'
+	}
+	return false
+}
+
+// entryFields are the members of an entry file, in the order of the
+// results decodeEntry collects.
+var entryFields = [...]string{"version", "kind", "issuer", "url", "fetched_at", "body",
 	"attempted_at", "last_error", "last_error_kind"}
 
 // decodeEntry parses what encodeEntry wrote, or returns nil when it is
 // corrupt: not one JSON object, or a member of the wrong type. It uses gjson
 // rather than encoding/json because it runs on every login: no reflection
-// and no decoder state.
+// and no decoder state. One validating pass, then one pass over the
+// members (a lookup per field would walk past the body again for each
+// field after it); of a member given twice the first counts, as a lookup
+// by name would find.
 func decodeEntry(data []byte) *entryFile {
 	if !isJSONObject(data) {
 		return nil
 	}
-	r := gjson.GetManyBytes(data, entryFields...)
+	var r [len(entryFields)]gjson.Result
+	gjson.Parse(string(data)).ForEach(func(k, v gjson.Result) bool {
+		for i, name := range entryFields {
+			if k.Str == name && !r[i].Exists() {
+				r[i] = v
+				break
+			}
+		}
+		return true
+	})
 	var e entryFile
 	str := func(x gjson.Result, dst *string) bool {
 		switch x.Type {
@@ -237,7 +264,12 @@ func decodeEntry(data []byte) *entryFile {
 		if b.Type == gjson.Null {
 			return nil
 		}
-		e.Body = json.RawMessage(b.Raw)
+		// The body's bytes as read (no copy): b.Index is its offset in data.
+		if end := b.Index + len(b.Raw); b.Index > 0 && end <= len(data) {
+			e.Body = json.RawMessage(data[b.Index:end:end])
+		} else {
+			e.Body = json.RawMessage(b.Raw)
+		}
 	}
 	return &e
 }

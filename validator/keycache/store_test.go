@@ -63,3 +63,29 @@ func TestDecodeEntry(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeEntryOnePass pins what the single pass over an entry's members
+// must keep from the lookups by name it replaced: the first of duplicate
+// members counts, white space and unknown members are skipped, the body is
+// the document's bytes exactly, and a body that is not an object is told
+// apart without validating the document again.
+func TestDecodeEntryOnePass(t *testing.T) {
+	data := []byte(" \n{ \"extra\": {\"body\": 1}, \"version\" : 1, \"kind\":\"jwks\", \"kind\":\"discovery\", \"issuer\":\"i\"," +
+		"\"url\":\"u\", \"fetched_at\":\"2026-11-24T10:30:00Z\", \"body\" :\t{\"keys\" : [ {\"kid\":\"a\"} ]} , \"body\":[]}\n")
+	e := decodeEntry(data)
+	if e == nil {
+		t.Fatalf("decodeEntry(%q) = nil", data)
+	}
+	if e.Version != 1 || e.Kind != kindJWKS || e.Issuer != "i" || e.URL != "u" {
+		t.Errorf("decodeEntry = %+v; want version 1, the first kind (jwks), issuer i, url u", e)
+	}
+	if want := `{"keys" : [ {"kid":"a"} ]}`; string(e.Body) != want {
+		t.Errorf("body = %q; want %q", e.Body, want)
+	}
+	if !startsObject(e.Body) || startsObject([]byte(` [{}]`)) || startsObject([]byte(" \t")) || !startsObject([]byte("\r\n {}")) {
+		t.Error("startsObject does not tell an object from other JSON values")
+	}
+	if isJSONObject([]byte(`{"a":}`)) || isJSONObject([]byte(`"{"`)) || !isJSONObject([]byte(` {"a":[1]} `)) {
+		t.Error("isJSONObject does not tell one valid JSON object from other input")
+	}
+}
