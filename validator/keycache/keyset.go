@@ -113,6 +113,9 @@ func parseKeySet(body []byte, object bool) (*KeySet, error) {
 	return set, nil
 }
 
+// jwkMembers are the members of a JWK that parseJWK reads.
+var jwkMembers = [...]string{"kty", "kid", "use", "alg", "crv", "key_ops", "n", "e", "x", "y", "k"}
+
 // parseJWK decodes one entry; it never fails, it records a Problem.
 func parseJWK(e gjson.Result) *JWK {
 	k := &JWK{}
@@ -120,9 +123,29 @@ func parseJWK(e gjson.Result) *JWK {
 		k.Problem = "the entry is not a JSON object"
 		return k
 	}
-	m := e.Map() // the last of duplicate members wins, as with encoding/json
+	// One pass over the members, keeping only those read below (a key's
+	// certificate chain and thumbprints are skipped, not copied into a
+	// map); the last of duplicate members wins, as with encoding/json.
+	var vals [len(jwkMembers)]gjson.Result
+	e.ForEach(func(name, v gjson.Result) bool {
+		for i, want := range jwkMembers {
+			if name.Str == want {
+				vals[i] = v
+				break
+			}
+		}
+		return true
+	})
+	member := func(name string) (gjson.Result, bool) {
+		for i, want := range jwkMembers {
+			if name == want {
+				return vals[i], vals[i].Exists()
+			}
+		}
+		panic("keycache: parseJWK reads member " + name + ", which jwkMembers does not list")
+	}
 	str := func(name string, dst *string, has *bool) bool {
-		v, ok := m[name]
+		v, ok := member(name)
 		if !ok {
 			return true
 		}
@@ -140,7 +163,7 @@ func parseJWK(e gjson.Result) *JWK {
 		!str("alg", &k.Alg, &k.HasAlg) || !str("crv", &k.Crv, nil) {
 		return k
 	}
-	if ops, ok := m["key_ops"]; ok {
+	if ops, ok := member("key_ops"); ok {
 		k.HasKeyOps = true
 		if !ops.IsArray() {
 			k.Problem = "member \"key_ops\" is not an array"
@@ -155,7 +178,7 @@ func parseJWK(e gjson.Result) *JWK {
 		}
 	}
 	bytesOf := func(name string) ([]byte, bool) {
-		v, ok := m[name]
+		v, ok := member(name)
 		if !ok || v.Type != gjson.String || v.Str == "" {
 			k.Problem = fmt.Sprintf("member %q is missing or not a string", name)
 			return nil, false

@@ -68,6 +68,12 @@ func TestParseKeySet(t *testing.T) {
 		{"key_ops not an array", `{"kty":"oct","k":"AA","key_ops":"verify"}`, "", 0, `"key_ops" is not an array`},
 		{"key_ops with a number", `{"kty":"oct","k":"AA","key_ops":["verify",1]}`, "", 0, `"key_ops" holds a non-string`},
 		{"entry not an object", `"RSA"`, "", 0, "not a JSON object"},
+		// The last of duplicate members wins (as with encoding/json); members
+		// parseJWK does not read (certificates, thumbprints) are skipped.
+		{"duplicate kty, last wins", fmt.Sprintf(`{"kty":"oct","kty":"RSA","n":%q,"e":%q}`, n, e), "*rsa.PublicKey", 2048, ""},
+		{"duplicate n, last wins", fmt.Sprintf(`{"kty":"RSA","n":%q,"n":"AA","e":%q}`, n, e), "", 0, "modulus is zero"},
+		{"with x5c and x5t", fmt.Sprintf(`{"kid":"r","kty":"RSA","x5c":["MIIC"],"x5t":"abc","x5t#S256":"def","n":%q,"e":%q}`, n, e), "*rsa.PublicKey", 2048, ""},
+		{"null kid", `{"kty":"oct","kid":null,"k":"AA"}`, "", 0, `"kid" is not a string`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			set, err := ParseKeySet([]byte(`{"keys":[` + tc.entry + `]}`))
