@@ -198,7 +198,7 @@ func (c *Cache) Keys(ctx context.Context, q Query) (keys Keys, err error) {
 	}
 	res, err := c.get(ctx, spec{
 		kind: kindJWKS, issuer: q.Issuer, url: jwksURL, missingKID: q.MissingKID, cacheOnly: q.CacheOnly,
-		parse: func(b []byte, object bool) (any, error) { return jwksKeySet(jwksURL, b, object) },
+		parse: func(b []byte, object bool) (any, error) { return parseJWKS(jwksURL, b, object) },
 	})
 	if err != nil {
 		return Keys{}, needsNetwork(err, q)

@@ -878,7 +878,7 @@ func TestRecheckUnderLock(t *testing.T) {
 	q := Query{Issuer: idp.issuer, JWKSURI: idp.jwksURL}
 	name := entryName(kindJWKS, idp.issuer, idp.jwksURL)
 	s := spec{kind: kindJWKS, issuer: idp.issuer, url: idp.jwksURL,
-		parse: func(b []byte, object bool) (any, error) { return jwksKeySet(idp.jwksURL, b, object) }}
+		parse: func(b []byte, object bool) (any, error) { return parseJWKS(idp.jwksURL, b, object) }}
 
 	// The waiter saw a cold cache ...
 	if cur, err := waiter.load(name, s); err != nil || !waiter.needFetch(cur, s, clock.Now()) {
@@ -947,7 +947,7 @@ func FuzzParseJWKS(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		set, err := parseJWKS("https://idp.example.com/certs", body)
+		set, err := parseJWKS("https://idp.example.com/certs", body, isJSONObject(body))
 		if err == nil && (set.Len() == 0 || set.Len() > MaxKeys) {
 			t.Errorf("accepted a set of %d keys", set.Len())
 		}

@@ -116,19 +116,15 @@ func (c *Cache) discoveryJWKSURI(issuer, docURL string, body []byte, object bool
 }
 
 // parseJWKS parses a JWK set, refusing an empty set, one of more than
-// MaxKeys keys, or one in which no key can be decoded.
+// MaxKeys keys, or one in which no key can be decoded. object says whether
+// body is a JSON object: isJSONObject for a body as fetched, startsObject
+// for one from a cache entry decodeEntry validated (see spec.parse).
 //
 // Lenient: an entry that cannot be used (a 1024-bit RSA key, an unknown
 // curve) stays in the set and can verify nothing (the validator reports
 // weak_key or key_type_mismatch for tokens naming it), instead of failing
 // the whole set and with it every login for the issuer.
-func parseJWKS(jwksURL string, body []byte) (*KeySet, error) {
-	return jwksKeySet(jwksURL, body, isJSONObject(body))
-}
-
-// jwksKeySet is parseJWKS for a body already known to be valid JSON (see
-// discoveryJWKSURI).
-func jwksKeySet(jwksURL string, body []byte, object bool) (*KeySet, error) {
+func parseJWKS(jwksURL string, body []byte, object bool) (*KeySet, error) {
 	shown := redactString(jwksURL)
 	set, err := parseKeySet(body, object)
 	if err != nil {
