@@ -186,7 +186,7 @@ func (r *run) introspect(ctx context.Context) (answer []byte, cached bool, res R
 	default:
 		answer, ierr = introspectWith(ctx, in, r.pol, r.req.Issuer, r.req.Token)
 	}
-	if ierr == nil && (len(answer) > keycache.MaxIntrospectionBytes || !isJSONObjectBytes(answer)) {
+	if ierr == nil && (len(answer) > keycache.MaxIntrospectionBytes || !keycache.IsJSONObject(answer)) {
 		ierr = errors.New("the answer is not a JSON object of at most 64 KiB")
 	}
 	if ierr == nil {
@@ -205,8 +205,6 @@ func (r *run) introspect(ctx context.Context) (answer []byte, cached bool, res R
 	}
 	return answer, false, Result{}, false, nil
 }
-
-func isJSONObjectBytes(b []byte) bool { return gjson.ValidBytes(b) && gjson.ParseBytes(b).IsObject() }
 
 // judgeActive applies the rules every introspection answer must pass:
 // "active" is the JSON boolean true; iss, when present, is the pg_hba

@@ -441,7 +441,7 @@ func (c *Cache) fetchLocked(ctx context.Context, name string, s spec) (result, e
 	body, ferr := c.httpGet(ctx, s.url, accept)
 	var value any
 	if ferr == nil {
-		value, ferr = s.parse(body, isJSONObject(body))
+		value, ferr = s.parse(body, IsJSONObject(body))
 	}
 	if ferr == nil && s.kind == kindJWKS {
 		ferr = crossCheckJWKS(s.url, body)

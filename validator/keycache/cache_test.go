@@ -947,7 +947,7 @@ func FuzzParseJWKS(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		set, err := parseJWKS("https://idp.example.com/certs", body, isJSONObject(body))
+		set, err := parseJWKS("https://idp.example.com/certs", body, IsJSONObject(body))
 		if err == nil && (set.Len() == 0 || set.Len() > MaxKeys) {
 			t.Errorf("accepted a set of %d keys", set.Len())
 		}

@@ -76,7 +76,7 @@ func truncate(s string, n int) string {
 // parseDiscovery checks a discovery document fetched for issuer and returns
 // its jwks_uri.
 func (c *Cache) parseDiscovery(issuer, docURL string, body []byte) (string, error) {
-	return c.discoveryJWKSURI(issuer, docURL, body, isJSONObject(body))
+	return c.discoveryJWKSURI(issuer, docURL, body, IsJSONObject(body))
 }
 
 // discoveryJWKSURI is parseDiscovery for a body already known to be valid
@@ -117,7 +117,7 @@ func (c *Cache) discoveryJWKSURI(issuer, docURL string, body []byte, object bool
 
 // parseJWKS parses a JWK set, refusing an empty set, one of more than
 // MaxKeys keys, or one in which no key can be decoded. object says whether
-// body is a JSON object: isJSONObject for a body as fetched, startsObject
+// body is a JSON object: IsJSONObject for a body as fetched, startsObject
 // for one from a cache entry decodeEntry validated (see spec.parse).
 //
 // Lenient: an entry that cannot be used (a 1024-bit RSA key, an unknown

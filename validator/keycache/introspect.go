@@ -82,7 +82,7 @@ func (c *Cache) LookupIntrospection(key string, maxAge time.Duration) (answer []
 		}
 		return nil, false, nil // unreadable: ask again
 	}
-	if !isJSONObject(data) {
+	if !IsJSONObject(data) {
 		return nil, false, nil
 	}
 	m := gjson.GetManyBytes(data, "version", "expires_at", "answer", "stored_at")
@@ -103,7 +103,7 @@ func (c *Cache) LookupIntrospection(key string, maxAge time.Duration) (answer []
 // StoreIntrospection caches a positive answer under key until expires
 // (which the caller bounds by the TTL and the token's exp).
 func (c *Cache) StoreIntrospection(key string, answer []byte, expires time.Time) error {
-	if !isJSONObject(answer) || len(answer) > MaxIntrospectionBytes {
+	if !IsJSONObject(answer) || len(answer) > MaxIntrospectionBytes {
 		return errors.New("keycache: refusing to cache an answer that is not a bounded JSON object")
 	}
 	if err := c.prepareDir(); err != nil {

@@ -83,7 +83,7 @@ func (c *Cache) Introspect(ctx context.Context, q IntrospectQuery) ([]byte, erro
 	if len(body) > MaxIntrospectionBytes {
 		return nil, fmt.Errorf("%w: POST %s: the answer is larger than %d bytes", ErrIntrospection, shown, MaxIntrospectionBytes)
 	}
-	if !isJSONObject(body) {
+	if !IsJSONObject(body) {
 		return nil, fmt.Errorf("%w: POST %s: the answer (%d bytes) is not a JSON object", ErrIntrospection, shown, len(body))
 	}
 	return body, nil

@@ -89,7 +89,7 @@ func (s *KeySet) Usable() int {
 // most MaxKeys entries. Private members of an entry (d, p, q, ...) are
 // ignored: only the public half is ever used.
 func ParseKeySet(body []byte) (*KeySet, error) {
-	return parseKeySet(body, isJSONObject(body))
+	return parseKeySet(body, IsJSONObject(body))
 }
 
 // parseKeySet is ParseKeySet for a body already known to be valid JSON:

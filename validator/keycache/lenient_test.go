@@ -44,7 +44,7 @@ func TestParseJWKSLenient(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body, _ := json.Marshal(map[string]any{"keys": tc.keys})
-			s, err := parseJWKS("https://idp.example/certs", body, isJSONObject(body))
+			s, err := parseJWKS("https://idp.example/certs", body, IsJSONObject(body))
 			if tc.wantErr {
 				if err == nil {
 					t.Fatalf("parseJWKS accepted a set without usable keys")

@@ -182,10 +182,10 @@ func (c *Cache) readEntry(name string) (*entryFile, error) {
 	return decodeEntry(data), nil
 }
 
-// isJSONObject reports whether b is one valid JSON object: one validating
+// IsJSONObject reports whether b is one valid JSON object: one validating
 // pass, then a look at the first byte (gjson.ParseBytes would copy all of b
-// to say the same).
-func isJSONObject(b []byte) bool {
+// to say the same). The validator checks introspection answers with it.
+func IsJSONObject(b []byte) bool {
 	return gjson.ValidBytes(b) && startsObject(b)
 }
 
@@ -215,7 +215,7 @@ var entryFields = [...]string{"version", "kind", "issuer", "url", "fetched_at", 
 // field after it); of a member given twice the first counts, as a lookup
 // by name would find.
 func decodeEntry(data []byte) *entryFile {
-	if !isJSONObject(data) {
+	if !IsJSONObject(data) {
 		return nil
 	}
 	var r [len(entryFields)]gjson.Result

@@ -85,7 +85,7 @@ func TestDecodeEntryOnePass(t *testing.T) {
 	if !startsObject(e.Body) || startsObject([]byte(` [{}]`)) || startsObject([]byte(" \t")) || !startsObject([]byte("\r\n {}")) {
 		t.Error("startsObject does not tell an object from other JSON values")
 	}
-	if isJSONObject([]byte(`{"a":}`)) || isJSONObject([]byte(`"{"`)) || !isJSONObject([]byte(` {"a":[1]} `)) {
-		t.Error("isJSONObject does not tell one valid JSON object from other input")
+	if IsJSONObject([]byte(`{"a":}`)) || IsJSONObject([]byte(`"{"`)) || !IsJSONObject([]byte(` {"a":[1]} `)) {
+		t.Error("IsJSONObject does not tell one valid JSON object from other input")
 	}
 }
