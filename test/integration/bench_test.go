@@ -216,7 +216,6 @@ func BenchmarkConnectionLatency(b *testing.B) {
 	}
 }
 
-// waitExit waits until backend pid has exited (see BenchmarkConnectionLatency).
 // benchSeed is the seed of a benchmark's shuffles: from the environment
 // variable env, or the clock; logged, so that a run's order can be repeated.
 func benchSeed(b testing.TB, env string) (uint64, *rand.Rand) {
@@ -232,6 +231,7 @@ func benchSeed(b testing.TB, env string) (uint64, *rand.Rand) {
 	return seed, rand.New(rand.NewPCG(seed, 0))
 }
 
+// waitExit waits until backend pid has exited (see BenchmarkConnectionLatency).
 func waitExit(b testing.TB, pid int) {
 	b.Helper()
 	if err := loadkit.WaitExit(pid, 30*time.Second); err != nil {
